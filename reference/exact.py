@@ -1,0 +1,75 @@
+"""Element-wise losses in 256-bit arithmetic (mpmath), on exact input values.
+
+Each function returns the loss of one element and its `scale`: the sum of the magnitudes of the
+terms of the specification's formula, i.e. the size of the error that evaluating that formula in
+a working precision with unit roundoff u may make, per unit of u (see docs/tolerances.md).
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import mpmath
+
+from .formats import Format
+
+CTX = mpmath.MPContext()
+CTX.prec = 256
+CLAMP = CTX.mpf(-100)
+
+
+def to_fraction(value: mpmath.mpf) -> Fraction:
+    man, exp = value.man_exp  # the mantissa comes without its sign
+    magnitude = Fraction(abs(int(man))) * Fraction(2) ** int(exp)
+    return -magnitude if value < 0 else magnitude
+
+
+def round_to(fmt: Format, value: mpmath.mpf) -> float:
+    """Correctly round a 256-bit value to `fmt` (NaN and infinities pass through)."""
+    if CTX.isnan(value) or CTX.isinf(value):
+        return float(value)
+    # Far outside the format's range the answer is known without building a huge rational
+    # (e^-|x| for |x| near float32's max has an exponent of about -5e38).
+    magnitude = CTX.mag(value)  # 2**(magnitude - 1) <= |value| < 2**magnitude, roughly
+    if value != 0 and magnitude < fmt.emin - fmt.precision - 4:
+        return -0.0 if value < 0 else 0.0
+    if magnitude > fmt.emax + 4:
+        return -math.inf if value < 0 else math.inf
+    return fmt.round(to_fraction(value))
+
+
+def _abs(value: mpmath.mpf) -> float:
+    return 0.0 if CTX.isnan(value) else float(abs(value))
+
+
+def bce(p: float, y: float) -> tuple[mpmath.mpf, float]:
+    """l = (y-1) * max(log(1-p), -100) - y * max(log(p), -100)."""
+    p, y = CTX.mpf(p), CTX.mpf(y)
+    log_p = max(CTX.log(p), CLAMP)
+    log_q = max(CTX.log1p(-p), CLAMP)
+    loss = (y - 1) * log_q - y * log_p
+    # The last term admits log(1-p) computed through a rounded 1-p: an absolute error of u.
+    scale = _abs(y * log_p) + _abs((1 - y) * log_q) + _abs(1 - y)
+    return loss, scale
+
+
+def sigmoid(x: float) -> mpmath.mpf:
+    x = CTX.mpf(x)
+    return 1 / (1 + CTX.exp(-x))
+
+
+def bce_with_logits(x: float, y: float, pos_weight: float) -> tuple[mpmath.mpf, float]:
+    """l = (1-y) * x - ((pw-1) * y + 1) * logsigmoid(x), evaluated without cancellation."""
+    x, y, pw = CTX.mpf(x), CTX.mpf(y), CTX.mpf(pos_weight)
+    lw = (pw - 1) * y + 1
+    if CTX.isinf(x) or CTX.isnan(x):
+        logsig = -CTX.log1p(CTX.exp(-x))
+        loss = (1 - y) * x - lw * logsig
+    else:
+        # logsigmoid(x) = min(x, 0) - softplus(-|x|): the x < 0 branch folds the cancelling x terms.
+        softplus = CTX.log1p(CTX.exp(-abs(x)))
+        logsig = min(x, 0) - softplus
+        linear = (1 - y) * x if x >= 0 else -pw * y * x
+        loss = linear + lw * softplus
+    scale = _abs((1 - y) * x) + (1 + _abs(y) + _abs(pw * y)) * _abs(logsig)
+    return loss, scale

@@ -1,0 +1,41 @@
+"""Vectorised element-wise losses in extended precision (numpy.longdouble), for large tensors.
+
+The same formulas as `exact`, arranged so that no step cancels; on x86-64 a longdouble carries
+64 significand bits, 11 more than float64, so results stay far below half an ulp of float64.
+Agreement with `exact` is tested (tests/test_reference.py). Returns (loss, scale) arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+WIDE = np.longdouble
+
+
+def bce(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p, y = p.astype(WIDE), y.astype(WIDE)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.maximum(np.log(p), -100)
+        log_q = np.maximum(np.log1p(-p), -100)
+    loss = (y - 1) * log_q - y * log_p
+    scale = np.abs(y * log_p) + np.abs((1 - y) * log_q) + np.abs(1 - y)
+    return loss, scale.astype(np.float64)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    x = x.astype(WIDE)
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
+
+def bce_with_logits(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y, pw = x.astype(WIDE), y.astype(WIDE), pos_weight.astype(WIDE)
+    lw = (pw - 1) * y + 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        softplus = np.log1p(np.exp(-np.abs(x)))
+        logsig = np.minimum(x, 0) - softplus
+        linear = np.where(x >= 0, (1 - y) * x, -pw * y * x)
+        loss = linear + lw * softplus
+        literal = (1 - y) * x - lw * logsig  # the specification's own NaN and inf at infinite x
+        loss = np.where(np.isfinite(x), loss, literal)
+        scale = np.abs((1 - y) * x) + (1 + np.abs(y) + np.abs(pw * y)) * np.abs(logsig)
+    return loss, scale.astype(np.float64)
