@@ -1,0 +1,39 @@
+"""The validated case object: what one YAML case asks for, with its defaults applied."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from reference import FLOAT_DTYPES
+
+
+@dataclass(frozen=True)
+class ToleranceOverride:
+    """A case's own rounding count, which must carry its reason."""
+
+    roundings: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    description: str
+    op: str
+    inputs: Mapping[str, Any]  # tensor name -> literal (nested lists) or generator mapping
+    source: str  # "path:line" of the case in its file
+    reduction: Any = "mean"
+    dtypes: tuple[str, ...] = FLOAT_DTYPES
+    tensor_dtypes: Mapping[str, str] = field(default_factory=dict)
+    reject: str | None = None  # the rule whose breach must be rejected; None when a value is expected
+    printed: Mapping[str, str] = field(default_factory=dict)
+    tolerance: ToleranceOverride | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        return self.source.rsplit(":", 1)[0]
+
+    def tensor_dtype(self, name: str, dtype: str) -> str:
+        """The dtype tensor `name` takes when the case runs under `dtype`."""
+        return self.tensor_dtypes.get(name, dtype)

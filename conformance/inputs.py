@@ -1,0 +1,143 @@
+"""Materialise a case's tensors in the dtype under test: every value rounded once, exactly as both sides see it."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from reference import FORMATS, Format
+
+from .case import Case
+from .dtypes import NUMPY_DTYPES, is_float
+
+SYMBOLS: dict[str, Callable[[Format], float]] = {
+    "nan": lambda f: math.nan,
+    "inf": lambda f: math.inf,
+    "max": lambda f: f.max,
+    "min_normal": lambda f: f.min_normal,
+    "min_subnormal": lambda f: f.min_subnormal,
+    "eps": lambda f: f.eps,
+    "below_one": lambda f: 1.0 - f.eps / 2,
+    "above_one": lambda f: 1.0 + f.eps,
+}
+"""Dtype-relative values, in the spirit of glibc's libm test inputs; a leading '-' negates them."""
+
+
+class InputError(ValueError):
+    """A case's tensor cannot be built in the requested dtype."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The tensors of one case under one dtype, and the reduction argument."""
+
+    tensors: Mapping[str, np.ndarray]
+    reduction: Any
+
+    def copies(self) -> dict[str, np.ndarray]:
+        return {name: array.copy() for name, array in self.tensors.items()}
+
+
+def _exact(value: Any) -> Fraction | float:
+    """A literal as an exact rational, or a float for NaN, infinities and signed zero."""
+    if isinstance(value, bool):
+        return Fraction(int(value))
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float):
+        return value if not math.isfinite(value) or value == 0 else Fraction(value)
+    if isinstance(value, str):
+        try:
+            value = Decimal(value)
+        except InvalidOperation:
+            raise InputError(f"{value!r} is neither a number nor a known symbol ({', '.join(SYMBOLS)})") from None
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value.is_zero():
+            return float(value)
+        return Fraction(value)
+    raise InputError(f"unsupported value {value!r}")
+
+
+def _resolve(value: Any, fmt: Format | None) -> Fraction | float:
+    if isinstance(value, str):
+        negate = value.startswith("-")
+        name = value[1:] if negate else value
+        if name in SYMBOLS:
+            if fmt is None:
+                raise InputError(f"symbol {value!r} needs a floating dtype")
+            resolved = SYMBOLS[name](fmt)
+            return -resolved if negate else resolved
+    return _exact(value)
+
+
+def _scalar(value: Any, dtype: str) -> float | int | bool:
+    """One literal value in `dtype`: rounded once to nearest (floats), exact (integers)."""
+    fmt = FORMATS.get(dtype)
+    exact = _resolve(value, fmt)
+    if fmt is not None:
+        if isinstance(exact, float):
+            return exact
+        if abs(exact) > Fraction(fmt.max) * 2:  # far beyond overflow: no need to build the huge number
+            return math.inf if exact > 0 else -math.inf
+        return fmt.round(exact)
+    if isinstance(exact, float) or exact.denominator != 1:
+        raise InputError(f"value {value!r} is not an integer, as dtype {dtype} requires")
+    return bool(exact) if dtype == "bool" else int(exact)
+
+
+def _literal(literal: Any, dtype: str) -> np.ndarray:
+    def convert(item: Any) -> Any:
+        return [convert(x) for x in item] if isinstance(item, list) else _scalar(item, dtype)
+
+    converted = convert(literal)
+    try:
+        array = np.array(converted, dtype=np.float64 if is_float(dtype) else NUMPY_DTYPES[dtype])
+    except ValueError as exc:
+        raise InputError(f"not a rectangular nested list: {exc}") from None
+    except OverflowError as exc:
+        raise InputError(f"value out of range for {dtype}: {exc}") from None
+    return array.astype(NUMPY_DTYPES[dtype])
+
+
+def _generated(spec: Mapping[str, Any], dtype: str) -> np.ndarray:
+    shape = tuple(spec["shape"])
+    kind = spec["generate"]
+    if kind == "full":
+        values = np.full(shape, _scalar(spec["value"], dtype))
+    elif kind == "linspace":
+        values = np.linspace(float(spec["start"]), float(spec["stop"]), math.prod(shape)).reshape(shape)
+    else:
+        rng = np.random.default_rng(spec["seed"])
+        if kind == "uniform":
+            values = rng.uniform(float(spec["low"]), float(spec["high"]), shape)
+        else:  # choice
+            pool = np.array([_scalar(v, dtype) for v in spec["values"]])
+            values = pool[rng.integers(0, len(pool), shape)]
+    if is_float(dtype):
+        values = FORMATS[dtype].round_array(np.asarray(values, dtype=np.float64))
+    elif kind in ("uniform", "linspace"):
+        raise InputError(f"generator {kind!r} makes non-integer values; dtype {dtype} needs 'choice' or 'full'")
+    return np.asarray(values).astype(NUMPY_DTYPES[dtype])
+
+
+def tensor(spec: Any, dtype: str) -> np.ndarray:
+    """One tensor of a case, in `dtype`."""
+    if isinstance(spec, dict):
+        return _generated(spec, dtype)
+    return _literal(spec, dtype)
+
+
+def materialize(case: Case, dtype: str) -> Inputs:
+    """All tensors of `case` under `dtype` (per-tensor dtype overrides applied)."""
+    tensors = {}
+    for name, spec in case.inputs.items():
+        tensor_dtype = case.tensor_dtype(name, dtype)
+        try:
+            tensors[name] = tensor(spec, tensor_dtype)
+        except InputError as exc:
+            raise InputError(f"{name} ({tensor_dtype}): {exc}") from None
+    return Inputs(tensors=tensors, reduction=case.reduction)

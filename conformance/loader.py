@@ -1,0 +1,173 @@
+"""Read case files: safe YAML -> JSON Schema validation -> `Case` objects, with errors that name file and line."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from .case import Case, ToleranceOverride
+from .errors import ConfigError
+
+MAX_ELEMENTS = 10**7
+"""The largest tensor a case may ask for; larger requests are refused before anything is allocated."""
+
+
+def default_cases_dir() -> Path:
+    """The shipped cases: inside the installed package, or beside it in a source checkout."""
+    packaged = Path(str(resources.files("conformance"))) / "_cases"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "cases"
+
+
+def _schema_validator() -> jsonschema.protocols.Validator:
+    text = resources.files("conformance").joinpath("schemas/case-file.schema.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
+    return jsonschema.Draft202012Validator(schema)
+
+
+class _CaseLoader(yaml.SafeLoader):
+    """Safe YAML that keeps decimal literals exact and refuses duplicate keys."""
+
+
+def _construct_decimal(loader: _CaseLoader, node: yaml.ScalarNode) -> Decimal:
+    text = loader.construct_scalar(node).replace("_", "").lower()
+    specials = {".nan": "NaN", ".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity"}
+    return Decimal(specials.get(text, text))
+
+
+def _construct_mapping(loader: _CaseLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_CaseLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+_CaseLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse(path: Path) -> tuple[Any, yaml.Node | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read case file: {exc}") from None
+    loader = _CaseLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _line_of(node: yaml.Node | None, path: Iterable[Any]) -> int:
+    """1-based line of the node at `path` (keys and indices), or of its deepest existing ancestor."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if getattr(k, "value", None) == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _elements(shape: list[int]) -> int:
+    count = 1
+    for n in shape:
+        count *= n
+    return count
+
+
+def _check_sizes(case: dict, where: str) -> None:
+    for name, tensor in case["inputs"].items():
+        if isinstance(tensor, dict) and _elements(tensor["shape"]) > MAX_ELEMENTS:
+            raise ConfigError(f"{where}: case {case['id']!r}: {name} asks for {_elements(tensor['shape'])} elements, "
+                              f"more than the limit of {MAX_ELEMENTS}")
+
+
+def _to_case(raw: dict, where: str) -> Case:
+    missing = [key for key in ("op",) if key not in raw] + [f"inputs.{k}" for k in ("input", "target") if k not in raw["inputs"]]
+    if missing:
+        raise ConfigError(f"{where}: case {raw['id']!r} has no {' or '.join(missing)} (set it in the case or in defaults)")
+    _check_sizes(raw, where)
+    expect = raw.get("expect", "value")
+    tolerance = raw.get("tolerance")
+    return Case(
+        id=raw["id"],
+        description=raw["description"],
+        op=raw["op"],
+        inputs=raw["inputs"],
+        source=where,
+        reduction=raw.get("reduction", "mean"),
+        dtypes=tuple(raw["dtypes"]) if "dtypes" in raw else Case.dtypes,
+        tensor_dtypes=dict(raw.get("tensor_dtypes", {})),
+        reject=None if expect == "value" else expect["reject"],
+        printed=dict(raw.get("printed", {})),
+        tolerance=ToleranceOverride(float(tolerance["roundings"]), tolerance["reason"]) if tolerance else None,
+        tags=tuple(raw.get("tags", ())),
+    )
+
+
+def load_file(path: Path, validator: jsonschema.protocols.Validator | None = None) -> list[Case]:
+    """The cases of one file; raises ConfigError naming the file and line of the first problem."""
+    data, root = _parse(path)
+    validator = validator or _schema_validator()
+    errors = list(validator.iter_errors(data))
+    # An unknown key shows as an unevaluated property; a bad known key makes its siblings look unevaluated too.
+    primary = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
+    error = jsonschema.exceptions.best_match(primary)
+    if error is not None:
+        location = "/".join(str(step) for step in error.absolute_path) or "(top level)"
+        raise ConfigError(f"{path}:{_line_of(root, error.absolute_path)}: {location}: {error.message}")
+    defaults = data.get("defaults", {})
+    cases = []
+    for index, raw in enumerate(data["cases"]):
+        where = f"{path}:{_line_of(root, ['cases', index])}"
+        merged = {**defaults, **raw, "inputs": {**defaults.get("inputs", {}), **raw.get("inputs", {})}}
+        cases.append(_to_case(merged, where))
+    return cases
+
+
+def case_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"{path}: no such case file or directory")
+    return files
+
+
+def load_cases(paths: Iterable[Path] | None = None) -> list[Case]:
+    """Every case under `paths` (default: the shipped cases); case ids must be unique across files."""
+    files = case_files(list(paths) if paths else [default_cases_dir()])
+    if not files:
+        raise ConfigError(f"no case files (*.yaml) under {', '.join(map(str, paths or [default_cases_dir()]))}")
+    validator = _schema_validator()
+    seen: dict[str, str] = {}
+    cases: list[Case] = []
+    for file in files:
+        for case in load_file(file, validator):
+            if case.id in seen:
+                raise ConfigError(f"{case.source}: duplicate case id {case.id!r} (first defined at {seen[case.id]})")
+            seen[case.id] = case.source
+            cases.append(case)
+    return cases
