@@ -1,0 +1,1 @@
+"""Built-in backend adapters: every module here exports `BACKENDS`, a list of adapter objects."""

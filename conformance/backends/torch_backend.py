@@ -1,0 +1,84 @@
+"""PyTorch backends: torch.nn.functional on the CPU and on a CUDA device. torch is imported lazily."""
+from __future__ import annotations
+
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from conformance.adapter import Availability
+
+
+class TorchBackend:
+    dtypes = frozenset({"float16", "bfloat16", "float32", "float64"})
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.name = f"torch-{device}"
+
+    def availability(self) -> Availability:
+        try:
+            import torch
+        except ImportError as exc:
+            return Availability(False, f"torch is not installed ({exc})")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            if torch.version.cuda is None:
+                return Availability(False, f"torch {torch.__version__} is a build without CUDA")
+            return Availability(False, "no CUDA device is visible (torch.cuda.is_available() is False)")
+        return Availability(True)
+
+    def version(self) -> str:
+        import torch
+
+        if self.device == "cuda":
+            return f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}"
+        return f"torch {torch.__version__}"
+
+    def _tensor(self, array: np.ndarray | None) -> Any:
+        import torch
+
+        if array is None:
+            return None
+        if array.dtype == ml_dtypes.bfloat16:
+            return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16).to(self.device)
+        return torch.from_numpy(array.copy()).to(self.device)
+
+    @staticmethod
+    def _array(result: Any) -> np.ndarray:
+        import torch
+
+        result = result.detach().cpu()
+        if result.dtype == torch.bfloat16:
+            return result.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return result.numpy()
+
+    def sigmoid(self, input: np.ndarray) -> np.ndarray:
+        import torch
+
+        return self._array(torch.sigmoid(self._tensor(input)))
+
+    def bce(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any) -> np.ndarray:
+        import torch.nn.functional as F
+
+        t = self._tensor
+        return self._array(F.binary_cross_entropy(t(input), t(target), weight=t(weight), reduction=reduction))
+
+    def bce_with_logits(
+        self,
+        input: np.ndarray,
+        target: np.ndarray,
+        *,
+        weight: np.ndarray | None,
+        pos_weight: np.ndarray | None,
+        reduction: Any,
+    ) -> np.ndarray:
+        import torch.nn.functional as F
+
+        t = self._tensor
+        result = F.binary_cross_entropy_with_logits(
+            t(input), t(target), weight=t(weight), pos_weight=t(pos_weight), reduction=reduction
+        )
+        return self._array(result)
+
+
+BACKENDS = [TorchBackend("cpu"), TorchBackend("cuda")]

@@ -1,0 +1,92 @@
+"""Find backends: built-in modules, the `bce_conformance.backends` entry-point group, and `module:attr` specs."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from . import backends as builtin_package
+from .adapter import Backend
+from .errors import ConfigError
+
+ENTRY_POINT_GROUP = "bce_conformance.backends"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A backend that can be selected by name, and where it came from."""
+
+    name: str
+    origin: str  # "built-in", "entry point <dist>", or the module:attr spec
+    backend: Backend | None
+    load_error: str = ""
+
+
+def _as_backends(obj: Any, origin: str) -> list[Backend]:
+    """Accept an adapter, a list of adapters, an adapter class, or a zero-argument callable returning either."""
+    if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, (Backend, list, tuple))):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigError(f"{origin}: calling {obj!r} raised {type(exc).__name__}: {exc}") from None
+    items = obj if isinstance(obj, (list, tuple)) else [obj]
+    for item in items:
+        if not isinstance(item, Backend):
+            missing = [a for a in ("name", "dtypes", "availability", "version", "sigmoid", "bce", "bce_with_logits")
+                       if not hasattr(item, a)]
+            raise ConfigError(f"{origin}: {item!r} is not a backend adapter (missing {', '.join(missing)})")
+    return list(items)
+
+
+def builtin() -> list[Entry]:
+    entries = []
+    for module_info in pkgutil.iter_modules(builtin_package.__path__):
+        module = importlib.import_module(f"{builtin_package.__name__}.{module_info.name}")
+        entries += [Entry(b.name, "built-in", b) for b in getattr(module, "BACKENDS", [])]
+    return entries
+
+
+def plugins() -> list[Entry]:
+    """Backends that installed packages register; one that fails to load is listed with the reason."""
+    entries = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"entry point {ep.name} = {ep.value}"
+        try:
+            entries += [Entry(b.name, origin, b) for b in _as_backends(ep.load(), origin)]
+        except Exception as exc:  # a broken plugin must not hide the others
+            entries.append(Entry(ep.name, origin, None, f"failed to load: {type(exc).__name__}: {exc}"))
+    return entries
+
+
+def from_spec(spec: str) -> list[Entry]:
+    """Load 'package.module:attr'."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:
+        raise ConfigError(f"backend {spec!r}: cannot load: {type(exc).__name__}: {exc}") from None
+    return [Entry(b.name, spec, b) for b in _as_backends(obj, f"backend {spec!r}")]
+
+
+def known() -> list[Entry]:
+    return builtin() + plugins()
+
+
+def select(names: list[str] | None) -> list[Entry]:
+    """The backends to run: the named ones (names or module:attr specs), else every built-in one."""
+    if not names:
+        return builtin()
+    table = {entry.name: entry for entry in known()}
+    selected: list[Entry] = []
+    for name in names:
+        if ":" in name:
+            selected += from_spec(name)
+        elif name in table:
+            selected.append(table[name])
+        else:
+            raise ConfigError(f"unknown backend {name!r}; known: {', '.join(sorted(table))} "
+                              f"(or give package.module:attr)")
+    return selected
