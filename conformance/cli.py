@@ -1,0 +1,113 @@
+"""Command line: `python -m conformance run | backends | cases`. Exit 0 all passed, 1 a failure, 2 usage error."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import registry, report, runner
+from .case import Case
+from .dtypes import NUMPY_DTYPES
+from .errors import ConfigError
+from .loader import load_cases
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _select_cases(paths: list[Path] | None, patterns: list[str] | None) -> list[Case]:
+    cases = load_cases(paths)
+    if not patterns:
+        return cases
+    try:
+        compiled = [re.compile(p) for p in patterns]
+    except re.error as exc:
+        raise ConfigError(f"-k {exc.pattern!r}: invalid regular expression: {exc}") from None
+    chosen = [c for c in cases if any(p.search(c.id) for p in compiled)]
+    if not chosen:
+        raise ConfigError(f"no case id matches {' or '.join(map(repr, patterns))}")
+    return chosen
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot write report: {exc}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cases = _select_cases(args.cases, args.k)
+    entries = registry.select(args.backend)
+    run = runner.run(cases, entries, args.dtype, progress=args.progress)
+    _write(report.RENDERERS[args.format](run), args.output)
+    if args.output is not None and args.format != "table":
+        sys.stdout.write(report.render_table(run))
+    if report.ran(run) == 0:
+        reasons = "; ".join(f"{b.name}: {b.reason}" for b in run.backends if not b.available)
+        print(f"conformance: error: no case ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK if report.gate_passed(run) else EXIT_FAILED
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    entries = registry.select(args.backend) if args.backend else registry.known()
+    rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes), b.origin]
+            for b in runner.inspect(entries)]
+    print(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "from"]))
+    return EXIT_OK
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    cases = _select_cases(args.cases, args.k)
+    rows = [[c.id, c.op, f"reject {c.reject}" if c.reject else "value", ",".join(c.dtypes), c.source, c.description]
+            for c in cases]
+    print(tabulate(rows, headers=["id", "op", "expects", "dtypes", "source", "description"],
+                   maxcolwidths=[None, None, None, None, None, 60]))
+    print(f"\n{len(cases)} cases")
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def selection(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--cases", action="append", type=Path, metavar="PATH",
+                         help="case file or folder (repeatable; default: the shipped cases)")
+        sub.add_argument("-k", action="append", metavar="REGEX", help="select case ids matching REGEX (repeatable)")
+
+    run = commands.add_parser("run", help="run the cases on backends and report")
+    selection(run)
+    run.add_argument("--backend", action="append", metavar="NAME",
+                     help="backend name or package.module:attr (repeatable; default: every built-in backend)")
+    run.add_argument("--dtype", action="append", choices=list(NUMPY_DTYPES), help="only this dtype (repeatable)")
+    run.add_argument("--format", choices=report.FORMATS, default="table")
+    run.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar (default: only on a terminal)")
+    run.set_defaults(handler=cmd_run)
+
+    backends = commands.add_parser("backends", help="list backends with availability and reason")
+    backends.add_argument("--backend", action="append", metavar="NAME", help="only these (names or module:attr)")
+    backends.set_defaults(handler=cmd_backends)
+
+    cases = commands.add_parser("cases", help="list the cases")
+    selection(cases)
+    cases.set_defaults(handler=cmd_cases)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,127 @@
+"""Compare a backend's outcome with the reference: dtype, shape, NaN, infinities, then values within tolerance."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reference import FLOAT_DTYPES, FORMATS, Expected
+
+from .adapter import PROGRAMMING_ERRORS
+from .results import Status
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the backend did: returned `value`, or raised `error`."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    message: str
+    expected: str = ""
+    got: str = ""
+    max_abs_error: float | None = None
+    allowed: float | None = None
+    max_ulp_error: float | None = None
+    headroom: float | None = None
+    index: list[int] | None = None
+
+
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
+def _raised(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.asarray(value)
+        if array.ndim == 0 and str(array.dtype) in FLOAT_DTYPES:
+            return f"{_number(array.astype(np.float64))} ({array.dtype})"
+        return f"{array.dtype} array of shape {array.shape}"
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def _printed_number(text: str) -> tuple[float, int]:
+    """The number a document printed (e.g. 'tensor(0.2541)') and its count of decimals."""
+    match = re.search(r"[-+]?\d+(?:\.(\d+))?(?:[eE][-+]?\d+)?", text)
+    assert match is not None, text  # the schema requires a digit
+    return float(match.group(0)), len(match.group(1) or "")
+
+
+def agrees_with_printed(value: float, text: str) -> bool:
+    """True when `value` shows as `text` at the printed precision (half a unit of its last decimal)."""
+    printed, decimals = _printed_number(text)
+    return abs(value - printed) <= 0.5 * 10.0**-decimals * (1 + 1e-9)
+
+
+def check_rejection(outcome: Outcome, rule: str) -> Verdict:
+    """A rejection case passes when the backend raises, and fails when it returns anything."""
+    if outcome.error is None:
+        return Verdict(Status.FAILED, f"accepted input the specification rejects ({rule}); returned {describe(outcome.value)}",
+                       expected=f"rejection ({rule})", got=describe(outcome.value))
+    if isinstance(outcome.error, PROGRAMMING_ERRORS):
+        return Verdict(Status.ERROR, f"adapter bug, not a rejection: {_raised(outcome.error)}",
+                       expected=f"rejection ({rule})", got=_raised(outcome.error))
+    return Verdict(Status.PASSED, f"rejected: {_raised(outcome.error)}", expected=f"rejection ({rule})",
+                   got=_raised(outcome.error))
+
+
+def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Verdict:
+    """A value case passes when dtype, shape, NaN and infinities match and every finite error is within `allowed`."""
+    want = f"{expected.dtype} of shape {expected.value.shape}"
+    if outcome.error is not None:
+        status = Status.ERROR if isinstance(outcome.error, PROGRAMMING_ERRORS) else Status.FAILED
+        return Verdict(status, f"raised on input the specification accepts: {_raised(outcome.error)}",
+                       expected=want, got=_raised(outcome.error))
+    got = outcome.value
+    if not isinstance(got, (np.ndarray, np.generic)):
+        return Verdict(Status.FAILED, f"returned {type(got).__name__}, expected a numpy array ({want})",
+                       expected=want, got=describe(got))
+    got = np.asarray(got)
+    if str(got.dtype) != expected.dtype:
+        return Verdict(Status.FAILED, f"dtype {got.dtype}, expected {expected.dtype}", expected=want, got=describe(got))
+    if got.shape != expected.value.shape:
+        return Verdict(Status.FAILED, f"shape {got.shape}, expected {expected.value.shape}", expected=want, got=describe(got))
+
+    g, e = got.astype(np.float64), expected.value
+    fmt = FORMATS[expected.dtype]
+    nan_mismatch = np.isnan(g) != np.isnan(e)
+    both_finite = np.isfinite(g) & np.isfinite(e)
+    inf_mismatch = ~both_finite & ~np.isnan(g) & ~np.isnan(e) & (g != e)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        err = np.where(both_finite, np.abs(g - e), 0.0)
+        ratio = np.where(allowed > 0, err / allowed, np.where(err > 0, np.inf, 0.0))
+        ulps = err / fmt.spacing(np.where(both_finite, e, 0.0))
+    ratio = np.where(nan_mismatch | inf_mismatch, np.inf, ratio)
+    ulps = np.where(nan_mismatch | inf_mismatch, np.inf, ulps)
+
+    if got.size == 0:
+        return Verdict(Status.PASSED, "empty result, as expected", expected=want, got=describe(got))
+    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    stats = dict(
+        expected=_number(e[worst]), got=_number(g[worst]), max_abs_error=float(err.max()),
+        allowed=float(allowed[worst]), max_ulp_error=float(ulps.max()), headroom=float(ratio.max()),
+        index=[int(i) for i in worst],
+    )
+    where = f" at index {tuple(stats['index'])}" if g.ndim else ""
+    bad = ratio > 1
+    if bad.any():
+        count = int(bad.sum())
+        if nan_mismatch[worst] or inf_mismatch[worst]:
+            detail = f"got {stats['got']}, expected {stats['expected']}{where}"
+        else:
+            detail = (f"greatest error {float(err[worst]):.3g} ({float(ulps[worst]):.3g} ulp){where}: "
+                      f"got {stats['got']}, expected {stats['expected']}, allowed {stats['allowed']:.3g}")
+        return Verdict(Status.FAILED, f"{count} / {g.size} elements differ; {detail}", **stats)
+    return Verdict(Status.PASSED, "", **stats)

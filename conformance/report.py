@@ -1,0 +1,203 @@
+"""Render a run: a terminal table (tabulate), Markdown, JSON (docs/report-format.md) and JUnit XML."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import sys
+from collections import Counter, defaultdict
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Callable
+from xml.etree import ElementTree as ET
+
+from tabulate import tabulate
+
+from .dtypes import NUMPY_DTYPES
+from .results import Result, Status
+from .runner import Run
+
+FORMATS = ("table", "markdown", "json", "junit")
+REPORT_VERSION = 1
+STATUSES = (Status.PASSED, Status.FAILED, Status.ERROR, Status.SKIPPED)
+
+
+def _display_path(path: str) -> str:
+    """Relative to the working directory when the file lies under it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def rerun_command(result: Result) -> str:
+    path = _display_path(result.source.rsplit(":", 1)[0])
+    return ("python -m conformance run "
+            f"--cases {shlex.quote(path)} --backend {shlex.quote(result.backend)} --dtype {result.dtype} "
+            f"-k {shlex.quote('^' + re.escape(result.case_id) + '$')}")
+
+
+def totals(run: Run) -> Counter:
+    return Counter(str(r.status) for r in run.results)
+
+
+def ran(run: Run) -> int:
+    """Results that executed a backend (everything but skips)."""
+    return sum(1 for r in run.results if r.status != Status.SKIPPED)
+
+
+def gate_passed(run: Run) -> bool:
+    counts = totals(run)
+    return counts[str(Status.FAILED)] == 0 and counts[str(Status.ERROR)] == 0
+
+
+def _worst(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def summary(run: Run) -> list[dict[str, Any]]:
+    """One row per backend x op x dtype: how many cases ran, their statuses, the worst error and headroom."""
+    groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
+    for result in run.results:
+        groups[(result.backend, result.op, result.dtype)].append(result)
+    backend_order = {name: i for i, name in enumerate(dict.fromkeys(r.backend for r in run.results))}
+    dtype_order = {name: i for i, name in enumerate(NUMPY_DTYPES)}
+    rows = []
+    for (backend, op, dtype), results in sorted(
+        groups.items(), key=lambda item: (backend_order[item[0][0]], item[0][1], dtype_order[item[0][2]])
+    ):
+        counts = Counter(r.status for r in results)
+        checked = [r for r in results if r.status in (Status.PASSED, Status.FAILED)]
+        rows.append({
+            "backend": backend, "op": op, "dtype": dtype,
+            "ran": len(results) - counts[Status.SKIPPED],
+            **{str(s): counts[s] for s in STATUSES},
+            "worst_ulp": _worst([r.max_ulp_error for r in checked]),
+            "worst_headroom": _worst([r.headroom for r in checked]),
+        })
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.3g}"
+
+
+def _closing_line(run: Run) -> str:
+    counts = totals(run)
+    return ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
+
+
+def _tables(run: Run, tablefmt: str) -> list[str]:
+    sections = []
+    backend_rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, b.origin]
+                    for b in run.backends]
+    sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "from"], tablefmt=tablefmt))
+    rows = [[r["backend"], r["op"], r["dtype"], r["ran"], r["passed"], r["failed"], r["error"], r["skipped"],
+             _fmt(r["worst_ulp"]), _fmt(r["worst_headroom"])] for r in summary(run)]
+    if rows:
+        headers = ["backend", "op", "dtype", "ran", "passed", "failed", "errors", "skipped", "worst ulp", "headroom"]
+        sections.append(tabulate(rows, headers=headers, tablefmt=tablefmt))
+    bad = [r for r in run.results if r.status in (Status.FAILED, Status.ERROR)]
+    if bad:
+        failure_rows = [[r.backend, r.case_id, r.dtype, str(r.status), r.expected, r.got, _fmt(r.max_abs_error),
+                         _fmt(r.allowed), "" if r.index is None else tuple(r.index), r.message] for r in bad]
+        headers = ["backend", "case", "dtype", "status", "expected", "got", "error", "allowed", "where", "message"]
+        sections.append(tabulate(failure_rows, headers=headers, tablefmt=tablefmt, maxcolwidths=[None] * 9 + [70]))
+        sections.append("Rerun one:\n" + "\n".join(f"  {rerun_command(r)}" for r in bad))
+    sections.append(_closing_line(run))
+    return sections
+
+
+def render_table(run: Run) -> str:
+    return "\n\n".join(_tables(run, "simple")) + "\n"
+
+
+def render_markdown(run: Run) -> str:
+    sections = _tables(run, "github")
+    if len(sections) > 2 and sections[-2].startswith("Rerun one:"):
+        commands = sections[-2].splitlines()[1:]
+        sections[-2] = "Rerun one:\n\n```sh\n" + "\n".join(c.strip() for c in commands) + "\n```"
+    return "# BCE conformance report\n\n" + "\n\n".join(sections) + "\n"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "harness": _package_version("bce-conformance"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": {name: _package_version(name) for name in ("numpy", "ml_dtypes", "mpmath", "torch")},
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as the strings 'nan', 'inf', '-inf'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def render_json(run: Run) -> str:
+    document = {
+        "format": "bce-conformance-report",
+        "version": REPORT_VERSION,
+        "environment": environment(),
+        "backends": [asdict(b) for b in run.backends],
+        "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
+        "summary": summary(run),
+        "results": [r.to_dict() for r in run.results],
+    }
+    return json.dumps(_finite(document), indent=2, allow_nan=False) + "\n"
+
+
+def render_junit(run: Run) -> str:
+    root = ET.Element("testsuites", name="bce-conformance")
+    by_backend: dict[str, list[Result]] = defaultdict(list)
+    for result in run.results:
+        by_backend[result.backend].append(result)
+    for info in run.backends:
+        results = by_backend.get(info.name, [])
+        counts = Counter(r.status for r in results)
+        suite = ET.SubElement(root, "testsuite", name=info.name, tests=str(len(results) or 1),
+                              failures=str(counts[Status.FAILED]), errors=str(counts[Status.ERROR]),
+                              skipped=str(counts[Status.SKIPPED] if results else 1),
+                              time=f"{sum(r.seconds for r in results):.6f}")
+        properties = ET.SubElement(suite, "properties")
+        ET.SubElement(properties, "property", name="version", value=info.version or info.reason)
+        if not results:
+            case = ET.SubElement(suite, "testcase", classname=info.name, name="availability", time="0")
+            ET.SubElement(case, "skipped", message=info.reason or "not run")
+        for r in results:
+            path, _, line = r.source.rpartition(":")
+            case = ET.SubElement(suite, "testcase", classname=f"{r.backend}.{r.op}", name=f"{r.case_id}[{r.dtype}]",
+                                 file=path, line=line, time=f"{r.seconds:.6f}")
+            if r.status == Status.FAILED:
+                ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r)
+            elif r.status == Status.ERROR:
+                ET.SubElement(case, "error", message=r.message, type="error").text = rerun_command(r)
+            elif r.status == Status.SKIPPED:
+                ET.SubElement(case, "skipped", message=r.message)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Run], str]] = {
+    "table": render_table, "markdown": render_markdown, "json": render_json, "junit": render_junit,
+}

@@ -1,0 +1,46 @@
+"""The tolerance policy: how much error each element of a result may carry (data in data/tolerances.yaml)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import yaml
+
+from reference import FORMATS, Expected
+
+from .case import ToleranceOverride
+
+
+@dataclass(frozen=True)
+class Policy:
+    final_ulps: float
+    roundings: dict[str, float]
+
+
+@lru_cache(maxsize=1)
+def policy() -> Policy:
+    text = resources.files("conformance").joinpath("data/tolerances.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return Policy(float(data["final_ulps"]), {op: float(v["count"]) for op, v in data["roundings"].items()})
+
+
+def reduction_roundings(terms: int) -> int:
+    """Pairwise summation of N terms nests ceil(log2 N) additions; the division by N adds one."""
+    return math.ceil(math.log2(terms)) + 1 if terms > 1 else 0
+
+
+def allowed(op: str, expected: Expected, override: ToleranceOverride | None = None) -> np.ndarray:
+    """Largest admissible |got - expected| per element of the result.
+
+    The formula's roundings are counted in the working dtype (with mixed dtypes, PyTorch evaluates
+    log sigmoid(x) in the input's dtype); the last rounding is in the output dtype.
+    """
+    fmt, work = FORMATS[expected.dtype], FORMATS[expected.working_dtype]
+    rules = policy()
+    k = override.roundings if override else rules.roundings[op]
+    k += reduction_roundings(expected.terms)
+    spacing = fmt.spacing(np.where(np.isfinite(expected.value), expected.value, 0.0))
+    return k * (work.unit_roundoff * expected.scale + work.min_subnormal / 2) + rules.final_ulps * spacing
