@@ -1,0 +1,342 @@
+"""Deliberately wrong backends (mutants), each with the cases it must fail, and correct variants that must pass.
+
+Each mutant is the NumPy backend with one defect; `catches` maps a case id to a dtype under which
+the harness must flag it (the defect may show elsewhere too). Variants change the code, not the
+specification, and must pass every case.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from conformance.backends.numpy_backend import FLOATS, NumpyBackend, _reduce
+
+
+class Altered(NumpyBackend):
+    kind = "mutant"
+    catches: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        self.name = f"{self.kind}-{type(self).__name__}"
+
+
+def _bce_terms(p: np.ndarray, y: np.ndarray, clamp: float | None = -100.0, log_q=np.log1p) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p, log_1mp = np.log(p), (np.log1p(-p) if log_q is np.log1p else log_q(p))
+        if clamp is not None:
+            log_p, log_1mp = np.maximum(log_p, clamp), np.maximum(log_1mp, clamp)
+        return (y - 1) * log_1mp - y * log_p
+
+
+class _Bce(Altered):
+    """BCE with the NumPy backend's checks, and a replaceable element formula and reduction."""
+
+    def terms(self, p: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return _bce_terms(p, y)
+
+    def reduce(self, loss: np.ndarray, reduction: Any, dtype: np.dtype) -> Any:
+        return _reduce(loss, reduction, dtype)
+
+    def check(self, input, target, weight, reduction) -> None:
+        NumpyBackend.bce(self, input, target, weight=weight, reduction=reduction)  # raises what it rejects
+
+    def bce(self, input, target, *, weight, reduction):
+        self.check(input, target, weight, reduction)
+        loss = self.terms(input, target)
+        if weight is not None:
+            loss = loss * weight.astype(loss.dtype)
+        return self.reduce(loss, reduction, input.dtype)
+
+
+class _Logits(Altered):
+    """BCE with logits with the NumPy backend's checks and a replaceable element formula."""
+
+    def logits_terms(self, x, y, pw):
+        log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+        return (1 - y) * x - ((pw - 1) * y + 1) * log_sigmoid
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        NumpyBackend.bce_with_logits(self, input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        pw = np.ones((), target.dtype) if pos_weight is None else pos_weight.astype(target.dtype)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss = self.logits_terms(input.astype(target.dtype), target, pw)
+        if weight is not None:
+            loss = loss * weight.astype(loss.dtype)
+        return _reduce(loss, reduction, target.dtype)
+
+
+# --- the loss formula -------------------------------------------------------------------------
+
+class ClampAt50(_Bce):
+    catches = {"bce-clamp-p0-y1": "float32", "bce-clamp-p1-y0": "float64"}
+
+    def terms(self, p, y):
+        return _bce_terms(p, y, clamp=-50.0)
+
+
+class NoClamp(_Bce):
+    catches = {"bce-clamp-p0-y1": "float32", "bce-clamp-p0-y0": "float64", "bce-clamp-p1-y1": "float32"}
+
+    def terms(self, p, y):
+        return _bce_terms(p, y, clamp=None)
+
+
+class KerasEpsilonClip(_Bce):
+    """Clips p to [1e-7, 1 - 1e-7] as Keras does: the loss tops out near 16.1 instead of 100."""
+
+    catches = {"bce-clamp-p0-y1": "float32", "bce-min-subnormal-y1": "float64"}
+
+    def terms(self, p, y):
+        return _bce_terms(np.clip(p, 1e-7, 1 - 1e-7).astype(p.dtype), y)
+
+
+class Float16Inside(_Bce):
+    """Computes a float32 loss in float16 arithmetic."""
+
+    catches = {"document-bce-mean": "float32", "bce-soft-target-grid": "float32"}
+
+    def terms(self, p, y):
+        return _bce_terms(p.astype(np.float16), y.astype(np.float16)).astype(p.dtype)
+
+
+# --- reductions -------------------------------------------------------------------------------
+
+class MeanOverRows(_Bce):
+    catches = {"document-bce-mean": "float32"}
+
+    def reduce(self, loss, reduction, dtype):
+        if reduction == "mean" and loss.ndim > 0 and loss.size:
+            return np.asarray(loss.sum() / loss.shape[0]).astype(dtype)
+        return _reduce(loss, reduction, dtype)
+
+
+class SumForMean(_Bce):
+    catches = {"document-bce-mean": "float64"}
+
+    def reduce(self, loss, reduction, dtype):
+        return _reduce(loss, "sum" if reduction == "mean" else reduction, dtype)
+
+
+class WeightNormalisedMean(_Bce):
+    """sum(w * l) / sum(w), a common misreading of the weighted mean."""
+
+    catches = {"bce-weight-last-dim": "float32"}
+
+    def bce(self, input, target, *, weight, reduction):
+        loss = super().bce(input, target, weight=weight, reduction=reduction)
+        if weight is not None and reduction == "mean":
+            return np.asarray(loss * target.size / np.broadcast_to(weight, target.shape).sum()).astype(input.dtype)
+        return loss
+
+
+class EmptyMeanIsZero(_Bce):
+    catches = {"bce-empty-mean": "float32", "bce-empty-weighted-mean": "float64"}
+
+    def reduce(self, loss, reduction, dtype):
+        if reduction == "mean" and loss.size == 0:
+            return np.zeros((), dtype)
+        return _reduce(loss, reduction, dtype)
+
+
+class SequentialHalfSum(_Bce):
+    """Accumulates float16 losses in float16, one after another: the sum stalls at 2048."""
+
+    catches = {"bce-long-mean": "float16"}
+
+    def reduce(self, loss, reduction, dtype):
+        if reduction == "none" or loss.dtype != np.float16 or loss.size == 0:
+            return _reduce(loss, reduction, dtype)
+        total = np.cumsum(loss.ravel(), dtype=np.float16)[-1]
+        return np.asarray(total / np.float16(loss.size) if reduction == "mean" else total).astype(dtype)
+
+
+# --- output dtype and shape -------------------------------------------------------------------
+
+class AlwaysFloat64(_Bce):
+    catches = {"document-bce-mean": "float32"}
+
+    def reduce(self, loss, reduction, dtype):
+        return _reduce(loss, reduction, dtype).astype(np.float64)
+
+
+class KeepsDimsOnMean(_Bce):
+    catches = {"document-bce-mean": "float64"}
+
+    def reduce(self, loss, reduction, dtype):
+        result = _reduce(loss, reduction, dtype)
+        return result if reduction == "none" else result.reshape(1)
+
+
+class ReturnsPythonFloat(_Bce):
+    catches = {"document-bce-mean": "float64"}
+
+    def reduce(self, loss, reduction, dtype):
+        result = _reduce(loss, reduction, dtype)
+        return float(result) if result.ndim == 0 else result
+
+
+# --- accepting what must be rejected, and misbehaving adapters -------------------------------
+
+class AcceptsOutOfRange(_Bce):
+    catches = {"bce-reject-input-above-one": "float32", "bce-reject-target-nan": "float64"}
+
+    def check(self, input, target, weight, reduction):
+        inside = lambda a: np.clip(np.nan_to_num(a), 0, 1).astype(a.dtype)  # noqa: E731
+        super().check(inside(input), inside(target), weight, reduction)
+
+
+class BroadcastsShapes(_Bce):
+    catches = {"bce-reject-shape-broadcastable-rows": "float32"}
+
+    def bce(self, input, target, *, weight, reduction):
+        return super().bce(*np.broadcast_arrays(input, target), weight=weight, reduction=reduction)
+
+
+class UnknownReductionMeansMean(_Bce):
+    catches = {"bce-reject-reduction-avg": "float32", "bce-reject-reduction-null": "float64"}
+
+    def bce(self, input, target, *, weight, reduction):
+        return super().bce(input, target, weight=weight, reduction=reduction if reduction in ("none", "sum") else "mean")
+
+
+class CastsIntegerTargets(_Bce):
+    catches = {"bce-reject-int64-target": "float32"}
+
+    def bce(self, input, target, *, weight, reduction):
+        return super().bce(input, target.astype(input.dtype), weight=weight, reduction=reduction)
+
+
+class ClipsInputInPlace(_Bce):
+    """Clamps p into [1e-12, 1] in place, changing the caller's array."""
+
+    catches = {"bce-clamp-p0-y1": "float64"}
+
+    def bce(self, input, target, *, weight, reduction):
+        np.clip(input, 1e-12, 1, out=input)
+        return super().bce(input, target, weight=weight, reduction=reduction)
+
+
+class RaisesAttributeError(_Bce):
+    """An adapter bug: reported as an error, never counted as a rejection."""
+
+    catches = {"bce-reject-input-above-one": "float32", "document-bce-mean": "float32"}
+
+    def bce(self, input, target, *, weight, reduction):
+        return input.no_such_attribute
+
+
+# --- BCE with logits --------------------------------------------------------------------------
+
+class NaiveSoftplus(_Logits):
+    """log(1 + exp(-x)): overflows for x << 0 and loses e^-x for x >> 0."""
+
+    catches = {"logits-1e4": "float32", "logits-30": "float32", "logits-positive-tail-hard-target": "float64"}
+
+    def logits_terms(self, x, y, pw):
+        return (1 - y) * x + ((pw - 1) * y + 1) * np.log(1 + np.exp(-x))
+
+
+class LogitsAsBceOfSigmoid(_Logits):
+    """BCEWithLogits computed as BCE(sigmoid(x)): right only while the sigmoid is not saturated."""
+
+    catches = {"equivalence-breaks-logits-x40": "float64", "equivalence-breaks-logits-x20": "float32",
+               "logits-100": "float32"}
+
+    def logits_terms(self, x, y, pw):
+        p = 1 / (1 + np.exp(-x))
+        log_p, log_1mp = np.maximum(np.log(p), -100), np.maximum(np.log1p(-p), -100)
+        return -(pw * y * log_p + (1 - y) * log_1mp)
+
+
+class PosWeightOnNegativeTerm(_Logits):
+    catches = {"pos-weight-positive-term-only": "float32", "pos-weight-large-negative-logit": "float64"}
+
+    def logits_terms(self, x, y, pw):
+        log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+        return pw * (1 - y) * (x - log_sigmoid) - y * log_sigmoid
+
+
+class PosWeightOnFirstDim(_Logits):
+    """Reads a 1-D pos_weight as indexing the first dimension (the batch) instead of the last."""
+
+    catches = {"pos-weight-last-dim": "float32", "pos-weight-positive-term-only": "float64"}
+
+    def logits_terms(self, x, y, pw):
+        if pw.ndim == 1 and pw.shape[0] > 1:
+            pw = pw.reshape(-1, 1)
+        return super().logits_terms(x, y, pw)
+
+
+class LogitsKeepInputDtype(_Logits):
+    catches = {"logits-mixed-narrow-input-float64-target": "float32"}
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        result = super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        return result.astype(input.dtype)
+
+
+MUTANTS = [ClampAt50, NoClamp, KerasEpsilonClip, Float16Inside, MeanOverRows, SumForMean, WeightNormalisedMean,
+           EmptyMeanIsZero, SequentialHalfSum, AlwaysFloat64, KeepsDimsOnMean, ReturnsPythonFloat,
+           AcceptsOutOfRange, BroadcastsShapes, UnknownReductionMeansMean, CastsIntegerTargets, ClipsInputInPlace,
+           RaisesAttributeError, NaiveSoftplus, LogitsAsBceOfSigmoid, PosWeightOnNegativeTerm, PosWeightOnFirstDim,
+           LogitsKeepInputDtype]
+
+
+# --- correct variants: different code, same specification --------------------------------------
+
+class Float64Upcast(Altered):
+    """Computes every narrower dtype in float64 and rounds once at the end."""
+
+    kind = "variant"
+
+    def bce(self, input, target, *, weight, reduction):
+        if input.dtype != target.dtype or input.dtype not in FLOATS:  # let the checks reject these
+            return super().bce(input, target, weight=weight, reduction=reduction)
+        wide = super().bce(input.astype(np.float64), target.astype(np.float64), weight=weight, reduction=reduction)
+        return wide.astype(input.dtype)
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        if input.dtype not in FLOATS or target.dtype not in FLOATS:
+            return super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        wide = super().bce_with_logits(input.astype(np.float64), target.astype(np.float64), weight=weight,
+                                       pos_weight=pos_weight, reduction=reduction)
+        return wide.astype(target.dtype)
+
+
+class LogInsteadOfLog1p(_Bce):
+    """log(1 - p) in place of log1p(-p): loses only an absolute u, which the specification admits."""
+
+    kind = "variant"
+
+    def terms(self, p, y):
+        return _bce_terms(p, y, log_q=lambda q: np.log(1 - q))
+
+
+class ReversedFloat64Sum(_Bce):
+    """Another summation order: pairwise over the reversed elements, in float64."""
+
+    kind = "variant"
+
+    def reduce(self, loss, reduction, dtype):
+        if reduction == "none":
+            return loss.astype(dtype)
+        total = np.sum(loss.ravel()[::-1].astype(np.float64))
+        if reduction == "mean":
+            total = total / loss.size if loss.size else np.nan
+        with np.errstate(over="ignore"):
+            return np.asarray(total).astype(dtype)
+
+
+class SymmetricSoftplusLogits(_Logits):
+    """(1 - y) softplus(x) + pw y softplus(-x): more accurate than the specified formula, same infinities."""
+
+    kind = "variant"
+
+    def logits_terms(self, x, y, pw):
+        softplus = lambda v: np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v)))  # noqa: E731
+        accurate = (1 - y) * softplus(x) + pw * y * softplus(-x)
+        return np.where(np.isfinite(x), accurate, super().logits_terms(x, y, pw))
+
+
+VARIANTS = [Float64Upcast, LogInsteadOfLog1p, ReversedFloat64Sum, SymmetricSoftplusLogits]

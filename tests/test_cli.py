@@ -1,0 +1,153 @@
+"""The command line: exit status as a CI gate, one-line errors, report formats, third-party backends."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from conformance import registry
+from conformance.cli import main
+
+DOC = ["--cases", "cases/document.yaml"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_passing_run_exits_0_and_prints_the_tables(capsys):
+    code, out, err = run(capsys, "run", "--backend", "numpy", *DOC, "--no-progress")
+    assert code == 0, out
+    assert "document-bce-mean" not in out  # only failures are listed by id
+    assert "numpy" in out and "worst ulp" in out
+    assert out.rstrip().endswith("0 failed, 0 error, 0 skipped")
+
+
+def test_failing_backend_exits_1_and_prints_a_rerun_command(capsys):
+    code, out, _ = run(capsys, "run", "--backend", "tests.mutants:ClampAt50", "--cases", "cases/bce_special_points.yaml")
+    assert code == 1
+    assert "bce-clamp-p0-y1" in out
+    assert "python -m conformance run --cases cases/bce_special_points.yaml --backend mutant-ClampAt50" in out
+
+
+def test_rerun_command_reruns_just_that_case(capsys):
+    _, out, _ = run(capsys, "run", "--backend", "tests.mutants:ClampAt50", "--cases", "cases/bce_special_points.yaml")
+    command = next(line.strip() for line in out.splitlines() if line.strip().startswith("python -m conformance run"))
+    argv = command.split()[3:]
+    argv[argv.index("--backend") + 1] = "tests.mutants:ClampAt50"
+    argv[-1] = argv[-1].strip("'")
+    code, out, _ = run(capsys, *argv)
+    assert code == 1 and out.rstrip().endswith("0 passed, 1 failed, 0 error, 0 skipped")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "--backend", "no-such-backend"], "unknown backend 'no-such-backend'"),
+    (["run", "--backend", "no_such_module:thing"], "backend 'no_such_module:thing': cannot load"),
+    (["run", "--backend", "json:dumps"], "calling <function dumps"),
+    (["run", "--backend", "json:JSONDecodeError"], "calling <class"),
+    (["run", "--backend", "json:decoder"], "is not a backend adapter"),
+    (["run", "-k", "("], "invalid regular expression"),
+    (["run", "-k", "^nothing-matches$"], "no case id matches"),
+    (["run", "--cases", "nowhere.yaml"], "nowhere.yaml: no such case file"),
+])
+def test_usage_errors_exit_2_with_one_line(capsys, argv, fragment):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and fragment in err and err.startswith("conformance: error: ")
+
+
+def test_malformed_case_file_names_file_and_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("topic: t\ncases:\n  - id: x\n    description: d\n    op: nope\n")
+    code, _, err = run(capsys, "run", "--cases", str(bad))
+    assert code == 2 and f"{bad}:5" in err
+
+
+def test_a_run_of_nothing_is_not_green(capsys):
+    pytest.importorskip("torch")
+    code, _, err = run(capsys, "run", "--backend", "torch-cuda", *DOC)
+    assert code == 2 and "no case ran" in err and "torch-cuda" in err
+
+
+def test_json_report(capsys, tmp_path):
+    target = tmp_path / "out" / "report.json"
+    code, out, _ = run(capsys, "run", "--backend", "numpy", *DOC, "--format", "json", "--output", str(target))
+    assert code == 0 and "worst ulp" in out  # the table still prints
+    report = json.loads(target.read_text())
+    assert report["format"] == "bce-conformance-report" and report["version"] == 1
+    assert report["totals"]["passed"] == len(report["results"]) > 0
+    first = report["results"][0]
+    assert {"backend", "case_id", "op", "dtype", "status", "max_ulp_error", "headroom", "source"} <= set(first)
+    assert report["environment"]["packages"]["numpy"]
+
+
+def test_junit_report_parses(capsys):
+    code, out, _ = run(capsys, "run", "--backend", "tests.mutants:ClampAt50", "--cases",
+                       "cases/bce_special_points.yaml", "--format", "junit")
+    root = ET.fromstring(out)
+    suite = root.find("testsuite")
+    assert code == 1 and suite.get("name") == "mutant-ClampAt50"
+    failures = [case for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert int(suite.get("failures")) == len(failures) > 0
+
+
+def test_markdown_report(capsys):
+    code, out, _ = run(capsys, "run", "--backend", "numpy", *DOC, "--format", "markdown")
+    assert code == 0 and out.startswith("# BCE conformance report") and "| backend" in out
+
+
+def test_backends_command_lists_availability(capsys):
+    code, out, _ = run(capsys, "backends")
+    assert code == 0 and "numpy" in out and "torch-cuda" in out
+
+
+def test_cases_command(capsys):
+    code, out, _ = run(capsys, "cases", "-k", "^document-")
+    assert code == 0 and "6 cases" in out
+
+
+class _Broken:
+    """An adapter whose every call breaks: its results are errors, and others still run."""
+
+    name = "broken"
+    dtypes = frozenset({"float32"})
+
+    def availability(self):
+        from conformance import Availability
+        return Availability(True)
+
+    def version(self):
+        return "0"
+
+    def sigmoid(self, input):
+        raise AttributeError("sigmoid")
+
+    def bce(self, input, target, *, weight, reduction):
+        raise KeyError("boom")
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        raise AssertionError("internal")
+
+
+def test_entry_point_backends_are_found_and_broken_ones_reported(monkeypatch, capsys):
+    good = EntryPoint(name="broken", value="tests.test_cli:_Broken", group=registry.ENTRY_POINT_GROUP)
+    bad = EntryPoint(name="missing", value="no_such_package:adapter", group=registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [good, bad])
+    code, out, _ = run(capsys, "backends")
+    assert code == 0 and "failed to load: ModuleNotFoundError" in out
+    code, out, _ = run(capsys, "run", "--backend", "broken", "--backend", "numpy", *DOC, "--dtype", "float32")
+    assert code == 1
+    assert "adapter bug" in out or "raised on input" in out
+    assert "numpy      bce              float32" in out  # the other backend's results are all there
+
+
+def test_python_dash_m_entry(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "conformance", "run", "--backend", "numpy", *DOC],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,127 @@
+"""Case files: the shipped set, and one clear error naming file and line for every kind of bad file."""
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+
+import pytest
+
+from conformance.errors import ConfigError
+from conformance.loader import load_cases
+
+GOOD_CASE = """\
+topic: t
+cases:
+  - id: a
+    description: d
+    op: bce
+    inputs: {input: [0.5], target: [1]}
+"""
+
+
+def write(tmp_path, text, name="cases.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path):
+    with pytest.raises(ConfigError) as info:
+        load_cases([path])
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_shipped_cases_cover_the_brief(shipped_cases):
+    ids = {case.id for case in shipped_cases}
+    assert len(ids) == len(shipped_cases)
+    assert {"document-bce-mean", "document-bce-with-logits-mean", "document-sigmoid-bce-mean"} <= ids
+    ops = Counter(case.op for case in shipped_cases)
+    assert ops["bce"] >= 30 and ops["bce_with_logits"] >= 30 and ops["sigmoid_bce"] >= 5
+    rules = Counter(case.reject for case in shipped_cases if case.reject)
+    assert set(rules) == {"out_of_range", "shape_mismatch", "weight_shape", "invalid_reduction", "dtype"}
+    edge = [case for case in shipped_cases if "document" not in case.tags]
+    assert len(edge) >= 60
+    dtypes = {dtype for case in shipped_cases for dtype in case.dtypes}
+    assert {"float16", "bfloat16", "float32", "float64", "int64", "bool"} <= dtypes
+
+
+def test_defaults_are_merged(tmp_path):
+    path = write(tmp_path, """\
+        topic: t
+        defaults: {op: bce_with_logits, inputs: {input: [1], target: [0]}, reduction: sum}
+        cases:
+          - {id: a, description: d}
+          - {id: b, description: d, reduction: none, inputs: {weight: [2]}}
+        """)
+    a, b = load_cases([path])
+    assert a.op == "bce_with_logits" and a.reduction == "sum"
+    assert b.reduction == "none" and set(b.inputs) == {"input", "target", "weight"}
+    assert a.source == f"{path}:4"
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "topic: t\ncases:\n  - id: a\n    description: [unclosed\n")
+    assert error_of(path).startswith(f"{path}:")
+    assert "invalid YAML" in error_of(path)
+
+
+def test_unknown_key_names_line_and_key(tmp_path):
+    path = write(tmp_path, GOOD_CASE + "    colour: blue\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}:3") and "colour" in message
+
+
+def test_schema_violation_names_the_offending_value(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("op: bce", "op: mse"))
+    message = error_of(path)
+    assert message.startswith(f"{path}:5") and "cases/0/op" in message
+
+
+def test_unknown_symbol_is_a_schema_error(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("[0.5]", "[largest]"))
+    assert "cases/0/inputs/input" in error_of(path)
+
+
+def test_duplicate_key_is_refused(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("op: bce\n", "op: bce\n    op: bce_with_logits\n"))
+    message = error_of(path)
+    assert "duplicate key 'op'" in message and message.startswith(f"{path}:6")
+
+
+def test_duplicate_ids_across_files_name_both(tmp_path):
+    first = write(tmp_path, GOOD_CASE, "a.yaml")
+    write(tmp_path, GOOD_CASE, "b.yaml")
+    message = error_of(tmp_path)
+    assert "duplicate case id 'a'" in message and str(first) in message
+
+
+def test_python_tags_are_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+    path = write(tmp_path, f"topic: !!python/object/apply:os.system ['touch {marker}']\ncases: []\n")
+    assert "invalid YAML" in error_of(path)
+    assert not marker.exists()
+
+
+def test_absurd_sizes_are_refused_before_allocation(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace(
+        "inputs: {input: [0.5], target: [1]}",
+        "inputs: {input: {generate: full, value: 0.5, shape: [1000000, 1000000]}, target: [1]}"))
+    assert "1000000000000 elements" in error_of(path)
+
+
+def test_missing_target_is_named(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace(", target: [1]", ""))
+    assert "has no inputs.target" in error_of(path)
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    assert "no such case file" in error_of(tmp_path / "nope.yaml")
+    (tmp_path / "empty").mkdir()
+    assert "no case files" in error_of(tmp_path / "empty")
+
+
+def test_tolerance_override_needs_a_reason(tmp_path):
+    path = write(tmp_path, GOOD_CASE + "    tolerance: {roundings: 20}\n")
+    assert "reason" in error_of(path)
