@@ -71,7 +71,8 @@ class Format:
         xf = x[finite]
         _, e = np.frexp(xf)  # xf = m * 2**e, 0.5 <= |m| < 1
         q = np.maximum(e - 1, self.emin) - (self.precision - 1)
-        rounded = np.ldexp(np.rint(np.ldexp(xf, -q)), q)  # scaling by 2**-q is exact; rint ties to even
+        with np.errstate(over="ignore"):  # rounding up past float64's max gives inf, as it should
+            rounded = np.ldexp(np.rint(np.ldexp(xf, -q)), q)  # scaling by 2**-q is exact; rint ties to even
         rounded = np.where(np.abs(rounded) > self.max, np.copysign(np.inf, xf), rounded)
         out[finite] = rounded.astype(np.float64)
         return out
