@@ -32,6 +32,8 @@ def _display_path(path: str) -> str:
 
 
 def rerun_command(result: Result) -> str:
+    if result.rerun:
+        return result.rerun
     path = _display_path(result.source.rsplit(":", 1)[0])
     return ("python -m conformance run "
             f"--cases {shlex.quote(path)} --backend {shlex.quote(result.backend)} --dtype {result.dtype} "

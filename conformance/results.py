@@ -34,6 +34,7 @@ class Result:
     index: list[int] | None = None  # where that element is
     seconds: float = 0.0  # time spent inside the backend
     tags: list[str] = field(default_factory=list)
+    rerun: str = ""  # the command that reruns just this result, where the case file does not say it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

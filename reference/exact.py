@@ -58,10 +58,14 @@ def sigmoid(x: float) -> mpmath.mpf:
     return 1 / (1 + CTX.exp(-x))
 
 
-def bce_with_logits(x: float, y: float, pos_weight: float) -> tuple[mpmath.mpf, float]:
-    """l = (1-y) * x - ((pw-1) * y + 1) * logsigmoid(x), evaluated without cancellation."""
-    x, y, pw = CTX.mpf(x), CTX.mpf(y), CTX.mpf(pos_weight)
-    lw = (pw - 1) * y + 1
+def bce_with_logits(x: float, y: float, pos_weight: float | None) -> tuple[mpmath.mpf, float]:
+    """l = (1-y) * x - ((pw-1) * y + 1) * logsigmoid(x), evaluated without cancellation.
+
+    Without pos_weight the factor is exactly 1 (not (1-1) * y + 1, which is NaN for an infinite y).
+    """
+    x, y = CTX.mpf(x), CTX.mpf(y)
+    pw = CTX.one if pos_weight is None else CTX.mpf(pos_weight)
+    lw = CTX.one if pos_weight is None else (pw - 1) * y + 1
     if CTX.isinf(x) or CTX.isnan(x):
         logsig = -CTX.log1p(CTX.exp(-x))
         loss = (1 - y) * x - lw * logsig

@@ -27,10 +27,11 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-x))
 
 
-def bce_with_logits(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x, y, pw = x.astype(WIDE), y.astype(WIDE), pos_weight.astype(WIDE)
-    lw = (pw - 1) * y + 1
+def bce_with_logits(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = x.astype(WIDE), y.astype(WIDE)
+    pw = np.ones_like(x) if pos_weight is None else pos_weight.astype(WIDE)
     with np.errstate(over="ignore", invalid="ignore"):
+        lw = np.ones_like(x) if pos_weight is None else (pw - 1) * y + 1
         softplus = np.log1p(np.exp(-np.abs(x)))
         logsig = np.minimum(x, 0) - softplus
         linear = np.where(x >= 0, (1 - y) * x, -pw * y * x)
@@ -38,4 +39,4 @@ def bce_with_logits(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> tup
         literal = (1 - y) * x - lw * logsig  # the specification's own NaN and inf at infinite x
         loss = np.where(np.isfinite(x), loss, literal)
         scale = np.abs((1 - y) * x) + (1 + np.abs(y) + np.abs(pw * y)) * np.abs(logsig)
-    return loss, scale.astype(np.float64)
+        return loss, scale.astype(np.float64)  # beyond float64's range: inf, saturated by the caller

@@ -1,6 +1,7 @@
 """The reference results: validate the arguments, compute each element, weight, reduce, round once."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -49,6 +50,20 @@ def _sigmoid(x: np.ndarray, fmt: Format, method: str) -> np.ndarray:
     return fmt.round_array(fast.sigmoid(x))
 
 
+def _saturate(fmt: Format, losses: np.ndarray, method: str) -> np.ndarray:
+    """The elements, except that one which rounds to an infinity in `fmt` becomes that infinity.
+
+    The loss elements exist as a tensor of the output dtype (before the weight multiplies them, and
+    again before the reduction): an element that overflows there is +-inf, whatever follows.
+    """
+    if method == "exact":
+        rounded = [exact.round_to(fmt, v) for v in losses]
+        return np.array([exact.CTX.mpf(r) if math.isinf(r) else v for v, r in zip(losses, rounded)], dtype=object)
+    with np.errstate(invalid="ignore"):
+        overflow = np.isinf(fmt.round_array(losses)) & np.isfinite(losses)
+        return np.where(overflow, np.copysign(np.inf, losses), losses).astype(fast.WIDE)
+
+
 def _sigmoid_sensitivity(p: np.ndarray, y: np.ndarray, fmt: Format) -> np.ndarray:
     """Error of BCE(p) caused by half an ulp of error in p = sigmoid(x), per unit roundoff (first order)."""
     u = fmt.unit_roundoff
@@ -70,8 +85,10 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
 
     if op == "bce_with_logits":
         signature = check_bce_with_logits(x, y, weight, pos_weight, reduction)
-        columns = (x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), _column(pos_weight, y.shape, 1.0))
-        losses, scale = run(kernels.bce_with_logits, *columns)
+        pw = None if pos_weight is None else _column(pos_weight, y.shape, 1.0)
+        if method == "exact":
+            pw = [None] * y.size if pw is None else pw
+        losses, scale = run(kernels.bce_with_logits, x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), pw)
     elif op in ("bce", "sigmoid_bce"):
         p = x
         if op == "sigmoid_bce":
@@ -85,12 +102,13 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
     else:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
 
-    w = _column(weight, y.shape, 1.0)
-    losses = losses * (w if method == "exact" else w.astype(fast.WIDE))
-    # A scale beyond float64 (terms near the dtype's max) saturates; where the value is NaN it is moot.
-    scale = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)
-
     fmt, n = FORMATS[signature.dtype], int(y.size)
+    w = _column(weight, y.shape, 1.0)
+    losses = _saturate(fmt, _saturate(fmt, losses, method) * (w if method == "exact" else w.astype(fast.WIDE)), method)
+    # A scale beyond float64 (terms near the dtype's max) saturates; where the value is NaN it is moot.
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 where a weight is 0: the value is NaN, scale moot
+        scale = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)
+
     working = max((signature.dtype, str(x.dtype), str(y.dtype)), key=lambda d: FORMATS[d].unit_roundoff)
     if reduction != "none":
         if method == "exact":

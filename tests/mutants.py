@@ -49,16 +49,21 @@ class _Bce(Altered):
         return self.reduce(loss, reduction, input.dtype)
 
 
+def _lw(pw, y):
+    """The positive-term factor (pw - 1) y + 1; exactly 1 without pos_weight (even for an infinite y)."""
+    return 1 if pw is None else (pw - 1) * y + 1
+
+
 class _Logits(Altered):
-    """BCE with logits with the NumPy backend's checks and a replaceable element formula."""
+    """BCE with logits with the NumPy backend's checks and a replaceable element formula (pw None: no pos_weight)."""
 
     def logits_terms(self, x, y, pw):
         log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-        return (1 - y) * x - ((pw - 1) * y + 1) * log_sigmoid
+        return (1 - y) * x - _lw(pw, y) * log_sigmoid
 
     def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
         NumpyBackend.bce_with_logits(self, input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
-        pw = np.ones((), target.dtype) if pos_weight is None else pos_weight.astype(target.dtype)
+        pw = None if pos_weight is None else pos_weight.astype(target.dtype)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             loss = self.logits_terms(input.astype(target.dtype), target, pw)
         if weight is not None:
@@ -234,7 +239,7 @@ class NaiveSoftplus(_Logits):
     catches = {"logits-1e4": "float32", "logits-30": "float32", "logits-positive-tail-hard-target": "float64"}
 
     def logits_terms(self, x, y, pw):
-        return (1 - y) * x + ((pw - 1) * y + 1) * np.log(1 + np.exp(-x))
+        return (1 - y) * x + _lw(pw, y) * np.log(1 + np.exp(-x))
 
 
 class LogitsAsBceOfSigmoid(_Logits):
@@ -246,7 +251,7 @@ class LogitsAsBceOfSigmoid(_Logits):
     def logits_terms(self, x, y, pw):
         p = 1 / (1 + np.exp(-x))
         log_p, log_1mp = np.maximum(np.log(p), -100), np.maximum(np.log1p(-p), -100)
-        return -(pw * y * log_p + (1 - y) * log_1mp)
+        return -((1 if pw is None else pw) * y * log_p + (1 - y) * log_1mp)
 
 
 class PosWeightOnNegativeTerm(_Logits):
@@ -254,7 +259,7 @@ class PosWeightOnNegativeTerm(_Logits):
 
     def logits_terms(self, x, y, pw):
         log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-        return pw * (1 - y) * (x - log_sigmoid) - y * log_sigmoid
+        return (1 if pw is None else pw) * (1 - y) * (x - log_sigmoid) - y * log_sigmoid
 
 
 class PosWeightOnFirstDim(_Logits):
@@ -263,7 +268,7 @@ class PosWeightOnFirstDim(_Logits):
     catches = {"pos-weight-last-dim": "float32", "pos-weight-positive-term-only": "float64"}
 
     def logits_terms(self, x, y, pw):
-        if pw.ndim == 1 and pw.shape[0] > 1:
+        if pw is not None and pw.ndim == 1 and pw.shape[0] > 1:
             pw = pw.reshape(-1, 1)
         return super().logits_terms(x, y, pw)
 
@@ -335,8 +340,8 @@ class SymmetricSoftplusLogits(_Logits):
 
     def logits_terms(self, x, y, pw):
         softplus = lambda v: np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v)))  # noqa: E731
-        accurate = (1 - y) * softplus(x) + pw * y * softplus(-x)
-        return np.where(np.isfinite(x), accurate, super().logits_terms(x, y, pw))
+        accurate = (1 - y) * softplus(x) + (1 if pw is None else pw) * y * softplus(-x)
+        return np.where(np.isfinite(x) & np.isfinite(y), accurate, super().logits_terms(x, y, pw))
 
 
 VARIANTS = [Float64Upcast, LogInsteadOfLog1p, ReversedFloat64Sum, SymmetricSoftplusLogits]

@@ -72,7 +72,7 @@ def test_malformed_case_file_names_file_and_line(capsys, tmp_path):
 def test_a_run_of_nothing_is_not_green(capsys):
     pytest.importorskip("torch")
     code, _, err = run(capsys, "run", "--backend", "torch-cuda", *DOC)
-    assert code == 2 and "no case ran" in err and "torch-cuda" in err
+    assert code == 2 and "nothing ran" in err and "torch-cuda" in err
 
 
 def test_json_report(capsys, tmp_path):
