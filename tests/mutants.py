@@ -443,6 +443,16 @@ class GradByWeightAccepted(_Grads):
         return {name: loss for name in wrt}
 
 
+class GradOutputNegatedInPlace(_Grads):
+    """Right gradients, but it negates the caller's grad_output in place (an in-place op on the wrong tensor)."""
+
+    catches = {"grad-bce-grad-output": "float32"}
+
+    def bce_grad(self, input, target, *, grad_output, **kwargs):
+        np.negative(grad_output, out=grad_output)
+        return super().bce_grad(input, target, grad_output=-grad_output, **kwargs)
+
+
 MUTANTS = [ClampAt50, NoClamp, KerasEpsilonClip, Float16Inside, MeanOverRows, SumForMean, WeightNormalisedMean,
            EmptyMeanIsZero, SequentialHalfSum, AlwaysFloat64, KeepsDimsOnMean, ReturnsPythonFloat,
            AcceptsOutOfRange, BroadcastsShapes, UnknownReductionMeansMean, CastsIntegerTargets, ClipsInputInPlace,
@@ -450,7 +460,7 @@ MUTANTS = [ClampAt50, NoClamp, KerasEpsilonClip, Float16Inside, MeanOverRows, Su
            LogitsKeepInputDtype,
            GradEpsTooLarge, GradNoEps, GradEpsOfFloat32InHalf, GradientSignFlipped, GradMeanNotDivided,
            GradWeightDropped, GradOutputIgnored, GradPosWeightOnNegativeTerm, GradTargetClampedLikeTheLoss,
-           LogitsGradThroughBce, GradInLossDtype, GradMissingTarget, GradByWeightAccepted]
+           LogitsGradThroughBce, GradInLossDtype, GradMissingTarget, GradByWeightAccepted, GradOutputNegatedInPlace]
 
 
 # --- correct variants: different code, same specification --------------------------------------

@@ -50,6 +50,24 @@ def test_input_modification_is_named(outcome):
     assert result.message == "modified its input 'input'"
 
 
+@pytest.mark.parametrize("mutant, case_id, dtype, flagged", [
+    ("GradTargetClampedLikeTheLoss", "grad-bce-eps-floor-ends", "float32", {"target"}),
+    ("GradEpsTooLarge", "grad-bce-eps-floor-ends", "float32", {"input"}),
+    ("GradMissingTarget", "grad-document-bce-mean", "float32", {"target"}),
+    ("GradInLossDtype", "grad-logits-mixed-narrow-input", "float32", {"input"}),
+    ("GradByWeightAccepted", "grad-bce-reject-weight", "float32", {"weight"}),
+])
+def test_gradient_mutants_are_flagged_on_the_wrong_gradient_only(outcome, mutant, case_id, dtype, flagged):
+    results = _results(outcome, f"mutant-{mutant}", case_id, dtype)
+    assert {r.wrt for r in results if r.status == Status.FAILED} == flagged
+    assert all(r.status == Status.PASSED for r in results if r.wrt not in flagged)
+
+
+def test_grad_output_modification_is_named(outcome):
+    results = _results(outcome, "mutant-GradOutputNegatedInPlace", "grad-bce-grad-output", "float32")
+    assert {r.message for r in results} == {"modified its input 'grad_output'"}
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.__name__)
 def test_correct_variant_passes_everything(outcome, variant):
     name = variant().name
