@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from .errors import ConfigError
 from .fuzz import PROFILES, FuzzConfig, fuzz
 from .loader import load_cases
 from .properties import all_properties
+from .results import Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -46,10 +48,21 @@ def _write(text: str, output: Path | None) -> None:
         raise ConfigError(f"{output}: cannot write report: {exc}") from None
 
 
+def _require_grad(run: runner.Run) -> None:
+    """--require-grad: a gradient case a backend cannot differentiate fails instead of being unsupported."""
+    run.results[:] = [
+        dataclasses.replace(r, status=Status.FAILED, message=f"{r.message}; --require-grad makes this a failure")
+        if r.status == Status.UNSUPPORTED else r
+        for r in run.results
+    ]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cases = _select_cases(args.cases, args.k)
     entries = registry.select(args.backend)
     run = runner.run(cases, entries, args.dtype, progress=args.progress)
+    if args.require_grad:
+        _require_grad(run)
     return _finish(run, args)
 
 
@@ -67,16 +80,20 @@ def _finish(run: runner.Run, args: argparse.Namespace) -> int:
 
 def cmd_backends(args: argparse.Namespace) -> int:
     entries = registry.select(args.backend) if args.backend else registry.known()
-    rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes), b.origin]
+    rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes),
+             ", ".join(b.gradients) if b.available else "", b.origin]
             for b in runner.inspect(entries)]
-    print(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "from"]))
+    print(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "gradients", "from"]))
     return EXIT_OK
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
     cases = _select_cases(args.cases, args.k)
-    rows = [[c.id, c.op, f"reject {c.reject}" if c.reject else "value", ",".join(c.dtypes), c.source, c.description]
-            for c in cases]
+    def expects(case: Case) -> str:
+        outcome = f"reject {case.reject}" if case.reject else "value"
+        return outcome + (f" of d/d {','.join(case.grad)}" if case.grad else "")
+
+    rows = [[c.id, c.op, expects(c), ",".join(c.dtypes), c.source, c.description] for c in cases]
     print(tabulate(rows, headers=["id", "op", "expects", "dtypes", "source", "description"],
                    maxcolwidths=[None, None, None, None, None, 60]))
     print(f"\n{len(cases)} cases")
@@ -115,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: only on a terminal)")
+    run.add_argument("--require-grad", action="store_true",
+                     help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
     run.set_defaults(handler=cmd_run)
 
     backends = commands.add_parser("backends", help="list backends with availability and reason")

@@ -11,6 +11,7 @@ class Status(str, Enum):
     FAILED = "failed"  # the backend's behaviour differs from the specification
     ERROR = "error"  # the harness could not judge: an adapter bug, or a case the reference contradicts
     SKIPPED = "skipped"  # not run: the backend does not compute in this dtype
+    UNSUPPORTED = "unsupported"  # not run: a gradient case on a backend without the gradient capability
 
     def __str__(self) -> str:
         return self.value
@@ -25,6 +26,7 @@ class Result:
     status: Status
     message: str
     source: str  # path:line of the case
+    wrt: str | None = None  # the tensor whose gradient this result checks; None for the loss value
     expected: str = ""
     got: str = ""
     max_abs_error: float | None = None

@@ -13,7 +13,7 @@ import reference
 from reference import Expected, Rejected
 
 from . import compare, tolerance
-from .adapter import Backend, call
+from .adapter import GRADIENT_METHODS, Backend, call, call_grad, supports_grad
 from .case import Case
 from .compare import Outcome, Verdict
 from .dtypes import is_float
@@ -30,6 +30,7 @@ class BackendInfo:
     reason: str = ""
     version: str = ""
     dtypes: tuple[str, ...] = ()
+    gradients: tuple[str, ...] = ()  # the ops it differentiates
 
 
 @dataclass
@@ -57,26 +58,52 @@ def _inspect(entry: Entry) -> BackendInfo:
         version = backend.version() if availability.available else ""
     except Exception as exc:  # an adapter whose probe breaks is unavailable, with the reason
         return BackendInfo(entry.name, entry.origin, False, f"availability check raised {type(exc).__name__}: {exc}")
+    gradients = tuple(op for op in GRADIENT_METHODS if supports_grad(backend, op))
     return BackendInfo(entry.name, entry.origin, availability.available, availability.reason, version,
-                       tuple(sorted(backend.dtypes)))
+                       tuple(sorted(backend.dtypes)), gradients)
 
 
 def inspect(entries: Iterable[Entry]) -> list[BackendInfo]:
     return [_inspect(entry) for entry in entries]
 
 
-def _specify(case: Case, inputs: Inputs, dtype: str) -> _Specified:
+def _specify(case: Case, inputs: Inputs, dtype: str) -> dict[str | None, _Specified]:
+    """What the specification says of each result of the case (`Case.checks`)."""
+    if case.grad:
+        return _specify_gradients(case, inputs)
+    return {None: _specify_loss(case, inputs, dtype)}
+
+
+def _specify_gradients(case: Case, inputs: Inputs) -> dict[str | None, _Specified]:
+    try:
+        expected = reference.gradients(case.op, inputs.tensors, inputs.reduction, case.grad, inputs.grad_output)
+    except Exception as exc:
+        return dict.fromkeys(case.grad, _unspecified(case, exc))
+    if case.reject:
+        return dict.fromkeys(case.grad, _unspecified(case, None))
+    return {name: _Specified(expected=value, allowed=tolerance.allowed(case.op, value, case.tolerance, wrt=name))
+            for name, value in expected.items()}
+
+
+def _unspecified(case: Case, exc: Exception | None) -> _Specified:
+    """A rejection the case expects, or the error of a case the specification contradicts (or the reference fails)."""
+    if isinstance(exc, Rejected):
+        if case.reject == exc.kind:
+            return _Specified(reject=exc.kind)
+        wanted = f"rejection ({case.reject})" if case.reject else "a value"
+        return _Specified(error=f"case expects {wanted}, but the specification rejects it ({exc.kind}): {exc}")
+    if exc is not None:
+        return _Specified(error=f"reference failed: {type(exc).__name__}: {exc}")
+    return _Specified(error=f"case expects rejection ({case.reject}), but the specification accepts it")
+
+
+def _specify_loss(case: Case, inputs: Inputs, dtype: str) -> _Specified:
     try:
         expected = reference.compute(case.op, inputs.tensors, inputs.reduction)
-    except Rejected as rejection:
-        if case.reject == rejection.kind:
-            return _Specified(reject=rejection.kind)
-        wanted = f"rejection ({case.reject})" if case.reject else "a value"
-        return _Specified(error=f"case expects {wanted}, but the specification rejects it ({rejection.kind}): {rejection}")
     except Exception as exc:
-        return _Specified(error=f"reference failed: {type(exc).__name__}: {exc}")
+        return _unspecified(case, exc)
     if case.reject:
-        return _Specified(error=f"case expects rejection ({case.reject}), but the specification accepts it")
+        return _unspecified(case, None)
     printed = case.printed.get(dtype)
     if printed is not None and not compare.agrees_with_printed(float(expected.value.reshape(-1)[0]), printed):
         return _Specified(error=f"reference value {float(expected.value.reshape(-1)[0])!r} disagrees with the "
@@ -91,30 +118,38 @@ def _execute(backend: Backend, case: Case, inputs: Inputs) -> tuple[Outcome, flo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            outcome = Outcome(value=call(backend, case.op, tensors, inputs.reduction))
+            if case.grad:
+                value = call_grad(backend, case.op, tensors, inputs.reduction, tensors["grad_output"], case.grad)
+            else:
+                value = call(backend, case.op, tensors, inputs.reduction)
+            outcome = Outcome(value=value)
     except Exception as exc:
         outcome = Outcome(error=exc)
     seconds = time.perf_counter() - start
+    originals = inputs.arrays()
     for name, array in tensors.items():
-        original = inputs.tensors[name]
+        original = originals[name]
         if array.shape != original.shape or array.tobytes() != original.tobytes():
             return outcome, seconds, name
     return outcome, seconds, None
 
 
-def _judge(spec: _Specified, outcome: Outcome, modified: str | None) -> Verdict:
+def _judge(spec: _Specified, outcome: Outcome, modified: str | None, wrt: str | None) -> Verdict:
     if modified is not None:
         return Verdict(Status.FAILED, f"modified its input {modified!r}")
     if spec.reject is not None:
         return compare.check_rejection(outcome, spec.reject)
     assert spec.expected is not None and spec.allowed is not None
+    if wrt is not None:
+        return compare.check_gradient(outcome, wrt, spec.expected, spec.allowed)
     return compare.check_value(outcome, spec.expected, spec.allowed)
 
 
-def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: float = 0.0) -> Result:
+def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: float = 0.0,
+            wrt: str | None = None) -> Result:
     return Result(
         backend=backend, case_id=case.id, op=case.op, dtype=dtype, status=verdict.status, message=verdict.message,
-        source=case.source, expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
+        source=case.source, wrt=wrt, expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
         allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
         index=verdict.index, seconds=seconds, tags=list(case.tags),
     )
@@ -131,19 +166,24 @@ def run(cases: list[Case], entries: list[Entry], dtypes: Iterable[str] | None = 
     for case, dtype in bar:
         try:
             inputs = materialize(case, dtype)
-            spec = _specify(case, inputs, dtype)
+            specs = _specify(case, inputs, dtype)
         except InputError as exc:
-            inputs, spec = None, _Specified(error=f"case cannot be built: {exc}")
+            inputs, specs = None, dict.fromkeys(case.checks, _Specified(error=f"case cannot be built: {exc}"))
         float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
         for backend, info in active:
             unsupported = sorted(d for d in float_dtypes if is_float(d) and d not in backend.dtypes)
+            seconds = 0.0
             if unsupported:
-                verdict = Verdict(Status.SKIPPED, f"{info.name} does not compute in {', '.join(unsupported)}")
-                outcome.results.append(_record(info.name, case, dtype, verdict))
-            elif spec.error is not None or inputs is None:
-                outcome.results.append(_record(info.name, case, dtype, Verdict(Status.ERROR, spec.error or "")))
+                message = f"{info.name} does not compute in {', '.join(unsupported)}"
+                verdicts = dict.fromkeys(specs, Verdict(Status.SKIPPED, message))
+            elif case.grad and not supports_grad(backend, case.op):
+                message = f"{info.name} has no gradient capability for {case.op} ({GRADIENT_METHODS[case.op]})"
+                verdicts = dict.fromkeys(specs, Verdict(Status.UNSUPPORTED, message))
+            elif inputs is None or any(spec.error is not None for spec in specs.values()):
+                verdicts = {wrt: Verdict(Status.ERROR, spec.error or "") for wrt, spec in specs.items()}
             else:
                 result, seconds, modified = _execute(backend, case, inputs)
-                verdict = _judge(spec, result, modified)
-                outcome.results.append(_record(info.name, case, dtype, verdict, seconds))
+                verdicts = {wrt: _judge(spec, result, modified, wrt) for wrt, spec in specs.items()}
+            share = seconds / len(verdicts)  # one backend call serves all the results of a gradient case
+            outcome.results.extend(_record(info.name, case, dtype, v, share, wrt) for wrt, v in verdicts.items())
     return outcome
