@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from conformance.accuracy.metrics import AgreementAccumulator, RowAccumulator, _
 from conformance.accuracy.records import Row
 from conformance.accuracy.regions import load_regions, select
 from conformance.accuracy.sampling import from_ordinal, ordinal, plan
-from conformance.cli import main
+from conformance.cli import _parser, main
 from conformance.dtypes import NUMPY_DTYPES
 from conformance.errors import ConfigError
 from conformance.registry import Entry, select as select_backends
@@ -326,3 +328,14 @@ def test_figures(capsys, tmp_path):
     for name in written:
         data = (tmp_path / "figures" / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 20_000
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/accuracy.md"])
+def test_documented_commands_parse(document):
+    text = (Path(__file__).resolve().parent.parent / document).read_text(encoding="utf-8")
+    commands = [c for c in re.findall(r"python -m conformance accuracy([^#\n`]*)", text) if "[" not in c]
+    assert len(commands) >= 4
+    for command in commands:
+        args = _parser().parse_args(["accuracy", *shlex.split(command)])
+        for path in (args.budget, args.regions):
+            assert path is None or path.is_file(), path

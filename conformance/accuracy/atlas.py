@@ -12,7 +12,7 @@ from tqdm import tqdm
 from reference import sweep as exact_sweep
 
 from ..adapter import PROGRAMMING_ERRORS, Backend, call
-from ..compare import describe
+from ..compare import _raised, describe
 from ..dtypes import NUMPY_DTYPES
 from ..errors import ConfigError
 from ..registry import Entry
@@ -33,8 +33,7 @@ def evaluate(backend: Backend, op: str, tensors: dict[str, np.ndarray], dtype: s
             got = call(backend, op, copies, "none")
     except Exception as exc:
         kind = "adapter bug: " if isinstance(exc, PROGRAMMING_ERRORS) else ""
-        lines = str(exc).strip().splitlines()
-        return None, time.perf_counter() - start, f"{kind}raised {type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+        return None, time.perf_counter() - start, f"{kind}raised {_raised(exc)}"
     seconds = time.perf_counter() - start
     shape = tensors["input"].shape
     if not isinstance(got, np.ndarray) or got.dtype != NUMPY_DTYPES[dtype] or got.shape != shape:

@@ -5,13 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from reference import FLOAT_DTYPES
+from reference.sweep import OPS
+
 from ..registry import select as select_backends
 from . import report
 from .atlas import build
 from .budget import judge, load_budget
 from .regions import load_regions, select
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _positive(text: str) -> int:
@@ -22,7 +23,7 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import _write  # the command line imports this module; write reports the same way
+    from ..cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _write  # cli imports this module: import it late
 
     budget = load_budget(args.budget) if args.budget else None  # a broken budget file stops before the sweep
     regions = select(load_regions(args.regions), args.k, args.op, args.exhaustive)
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(atlas, judgement))
     if args.plot is not None:
-        written = plots.write(atlas, entries, args.plot, args.progress)
+        written = plots.write(atlas, entries, args.plot)
         print(f"figures: {', '.join(str(p) for p in written)}")
     if atlas.interrupted:
         print("conformance: interrupted; the report covers what was swept", file=sys.stderr)
@@ -57,9 +58,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "whether the maximum is an upper bound (every input swept) or a lower bound (sampled).")
     parser.add_argument("--backend", action="append", metavar="NAME",
                         help="backend name or package.module:attr (repeatable; default: every built-in backend)")
-    parser.add_argument("--dtype", action="append", choices=["float16", "bfloat16", "float32", "float64"],
+    parser.add_argument("--dtype", action="append", choices=FLOAT_DTYPES,
                         help="only this dtype (repeatable)")
-    parser.add_argument("--op", action="append", choices=["bce", "bce_with_logits"], help="only this op (repeatable)")
+    parser.add_argument("--op", action="append", choices=OPS, help="only this op (repeatable)")
     parser.add_argument("-k", action="append", metavar="REGEX", help="select region ids matching REGEX (repeatable)")
     parser.add_argument("--regions", type=Path, metavar="FILE", help="regions file (default: the shipped one)")
     parser.add_argument("--points", type=_positive, metavar="N",

@@ -29,6 +29,7 @@ class Truth:
     exact: np.ndarray  # unrounded, in the reference's working type
     ulp: np.ndarray  # float64: the spacing of the output dtype at the exact loss (a power of 2)
     tiny: np.ndarray  # bool: the exact loss is zero or subnormal in the output dtype
+    all_tiny: bool
     expected: np.ndarray | None  # correctly rounded, only where some exact loss overflows the dtype
 
 
@@ -52,7 +53,7 @@ def truth(exact: np.ndarray, dtype: str) -> Truth:
     tiny = exponent < fmt.emin
     ulp = _powers_of_two(np.maximum(exponent, fmt.emin) - (fmt.precision - 1))
     overflow = exponent.max(initial=fmt.emin) >= fmt.emax and bool((np.abs(exact) > fmt.max).any())
-    return Truth(exact, ulp, tiny, fmt.round_array(exact) if overflow else None)
+    return Truth(exact, ulp, tiny, bool(tiny.all()), fmt.round_array(exact) if overflow else None)
 
 
 def ulp_errors(got: np.ndarray, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
@@ -74,11 +75,14 @@ def ulp_errors(got: np.ndarray, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
 
 
 def relative_errors(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
-    """|got - exact| / |exact| (0 where both are 0, inf where only the exact value is); `got` as float64."""
+    """|got - exact| / |exact| (0 where both are 0, inf where only the exact value is, or got is NaN); `got` as float64."""
     difference = np.abs(got.astype(exact.dtype, copy=False) - exact)
     with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.where(exact != 0, difference / np.abs(exact), np.where(difference == 0, 0.0, np.inf))
-    return np.where(np.isnan(relative), np.inf, relative).astype(np.float64)
+        relative = (difference / np.abs(exact)).astype(np.float64, copy=False)
+    undefined = np.isnan(relative)  # 0 / 0, or a NaN result
+    if undefined.any():
+        relative[undefined] = np.where(difference[undefined] == 0, 0.0, np.inf)
+    return relative
 
 
 def _histogram(errors: np.ndarray) -> np.ndarray:
@@ -129,13 +133,15 @@ class RowAccumulator:
         if self.worst is None or errors[worst] > self.worst.ulp_error:
             rel = float(relative_errors(got[worst:worst + 1], truth.exact[worst:worst + 1])[0])
             self.worst = _point(sample, worst, got, truth, float(errors[worst]), rel)
-        tiny = np.flatnonzero(truth.tiny)
-        if tiny.size:
-            self.tiny_points += tiny.size
+        tiny = slice(None) if truth.all_tiny else np.flatnonzero(truth.tiny)  # chunks are mostly all or none tiny
+        count = errors.size if truth.all_tiny else tiny.size
+        if count:
+            self.tiny_points += count
             relative = relative_errors(got[tiny], truth.exact[tiny])
             at = int(np.argmax(relative))
             if self.tiny_worst is None or relative[at] > self.tiny_worst.rel_error:
-                self.tiny_worst = _point(sample, int(tiny[at]), got, truth, float(errors[tiny[at]]), float(relative[at]))
+                index = at if truth.all_tiny else int(tiny[at])
+                self.tiny_worst = _point(sample, index, got, truth, float(errors[index]), float(relative[at]))
         self._envelope(sample.input, errors)
 
     def _envelope(self, inputs: np.ndarray, errors: np.ndarray) -> None:

@@ -67,6 +67,14 @@ def _probability_label(position: float, _: int) -> str:
     return f"1e{position:.0f}" if position < 0 else f"1-1e{-position:.0f}"
 
 
+def _symlog_ticks(limit: float) -> list[float]:
+    """0 and +-10^k up to `limit`, at most 6 a side, so the labels around 0 do not collide."""
+    top = max(1, int(np.floor(np.log10(limit))))
+    step = int(np.ceil(top / 6))
+    powers = [10.0**k for k in range(0 if step == 1 else step, top + 1, step)]
+    return [-p for p in reversed(powers)] + [0.0] + powers
+
+
 def _panels(envelopes: list[Envelope]) -> list[str]:
     kinds = {e.panel for e in envelopes}
     return [k for k in PANEL_ORDER if k in kinds] + sorted(kinds - set(PANEL_ORDER))
@@ -100,6 +108,7 @@ def _error_figure(plt, op: str, dtype: str, envelopes: list[Envelope], backends:
             axis.set_xlabel(f"{variable} (log-odds scale; 0 and 1 at the ends, p < 1e-50 pooled left of 1e-50)")
         else:
             axis.set_xscale("symlog", linthresh=1.0)
+            axis.set_xticks(_symlog_ticks(max(abs(e.edges[i]) for e in envelopes for i in (0, -1))))
             axis.set_xlabel(f"{variable} (symmetric log scale: linear in [-1, 1])")
         axis.set_ylabel(f"error, ulps of {dtype} (log scale)")
         axis.set_title(panel)
@@ -188,7 +197,7 @@ def _claim_figure(plt, backend: str, curves: list[claim.Curves], path: Path) -> 
     plt.close(figure)
 
 
-def write(atlas: Atlas, entries: list[Entry], directory: Path, progress: bool | None = None) -> list[Path]:
+def write(atlas: Atlas, entries: list[Entry], directory: Path) -> list[Path]:
     """Every figure of the atlas, and the claim's figure per backend; returns the paths written."""
     require()
     plt = _pyplot()

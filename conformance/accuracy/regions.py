@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from .documents import read, shipped, where
 
 Span = tuple[float, float]
-DEFAULT_POINTS = 65536
+DEFAULT_POINTS = 1 << 20
 
 
 @dataclass(frozen=True)
