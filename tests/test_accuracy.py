@@ -22,6 +22,7 @@ from conformance.errors import ConfigError
 from conformance.registry import Entry, select as select_backends
 
 from .accuracy_mutants import AccurateLogits, NaiveTailAbove20
+from .mutants import LogInsteadOfLog1p
 
 BUDGET = str(default_budget_file())
 
@@ -193,6 +194,15 @@ def test_a_mutant_accurate_everywhere_but_one_region_is_caught_by_the_budget(reg
     pairs = {(a.dtype, a.a, a.b): a.max_ulp for a in atlas.agreement}
     for dtype in ("float32", "float64"):  # the agreement matrix names the outlier
         assert pairs[(dtype, "reference", mutant.name)] > 1e6 > 13 >= pairs[(dtype, "reference", variant.name)]
+
+
+def test_the_gate_sees_what_the_tolerance_admits(regions):
+    """log(1 - p) for log1p(-p) passes every case of `run` (tests/test_mutants.py), but loses p where p is tiny."""
+    variant = LogInsteadOfLog1p()
+    atlas = _atlas(regions, _entries(variant), "^probs-near-0-y0$", ["float32", "float64"])
+    verdicts = judge(load_budget(Path(BUDGET)), atlas.rows).verdicts
+    assert [v.status for v in verdicts] == ["breach", "breach"]
+    assert all(v.row.max_ulp > 1e6 and v.row.worst.got == 0 for v in verdicts)
 
 
 def _row(**changes) -> Row:
