@@ -162,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     cases = commands.add_parser("cases", help="list the cases")
     selection(cases)
     cases.set_defaults(handler=cmd_cases)
+
+    from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
+    register_accuracy(commands)
     return parser
 
 
