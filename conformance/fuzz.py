@@ -15,13 +15,12 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from tqdm import tqdm
 
-import reference
 from reference import FLOAT_DTYPES, Rejected
 
 from .adapter import Backend
 from .compare import Verdict
 from .errors import ConfigError
-from .properties import Property
+from .properties import Property, capable, specified
 from .registry import Entry
 from .results import Result, Status
 from .runner import Run, inspect
@@ -101,8 +100,12 @@ def sample_to_case(sample: Sample, case_id: str, description: str, found_by: dic
         "tags": ["fuzz"],
         "found_by": found_by,
     }
+    if sample.grad:
+        case["grad"] = list(sample.grad)
+        if sample.grad_output is not None:
+            case["grad_output"] = _literal(sample.grad_output)
     try:
-        reference.compute(sample.op, sample.tensors, sample.reduction, method="fast")
+        specified(sample, method="fast")
     except Rejected as rejection:
         case["expect"] = {"reject": rejection.kind}
     return case
@@ -152,6 +155,10 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
         if dtype not in entry.backend.dtypes:
             run.results.append(Result(info.name, prop.id, op, dtype, Status.SKIPPED,
                                       f"{info.name} does not compute in {dtype}", source))
+            continue
+        if not capable(entry.backend, prop, op):
+            run.results.append(Result(info.name, prop.id, op, dtype, Status.UNSUPPORTED,
+                                      f"{info.name} has no gradient capability for {op}", source))
             continue
         start = time.perf_counter()
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -159,10 +159,8 @@ class Side:
     def apply(self, sample: Sample) -> Sample:
         """The arguments this side passes to the backend (the transforms need the sample's seed)."""
         rng = np.random.default_rng(sample.seed)
-        changed = Sample(self.op or sample.op, sample.dtype, dict(sample.tensors), self.reduction or sample.reduction,
-                         sample.seed)
-        if self.then_sum:
-            changed = Sample(changed.op, changed.dtype, changed.tensors, "none", sample.seed)
+        changed = replace(sample, op=self.op or sample.op, tensors=dict(sample.tensors),
+                          reduction="none" if self.then_sum else (self.reduction or sample.reduction))
         for name, value in self.transforms:
             changed = TRANSFORMS[name](changed, value, rng)
         return changed
@@ -188,6 +186,7 @@ class Relation:
     reductions: tuple[str, ...]
     left: Side
     right: Side
+    gradient: tuple[str, ...] = ()  # compare the gradients by these tensors instead of the loss
 
     def generation(self) -> dict[str, bool]:
         flags: dict[str, bool] = {}
@@ -218,7 +217,7 @@ def load_relations(path: Path = RELATIONS_FILE) -> tuple[Relation, ...]:
         Relation(
             id=raw["id"], description=" ".join(raw["description"].split()), ops=tuple(raw["ops"]),
             where=tuple(raw.get("where", ())), reductions=tuple(raw.get("reductions", REDUCTIONS)),
-            left=_side(raw["left"]), right=_side(raw["right"]),
+            left=_side(raw["left"]), right=_side(raw["right"]), gradient=tuple(raw.get("gradient", ())),
         )
         for raw in data["relations"]
     )

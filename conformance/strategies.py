@@ -30,6 +30,14 @@ class Sample:
     tensors: Mapping[str, np.ndarray]
     reduction: object
     seed: int = 0  # for the random parts of transforms (a permutation)
+    grad: tuple[str, ...] = ()  # tensors to differentiate the loss by; empty: the loss itself
+    grad_output: np.ndarray | None = None  # the incoming gradient; None: ones
+
+    def with_grad(self, wrt: tuple[str, ...]) -> Sample:
+        return replace(self, grad=tuple(wrt))
+
+    def loss_shape(self) -> tuple[int, ...]:
+        return self.tensors["input"].shape if self.reduction == "none" else ()
 
     def with_tensors(self, **changes: np.ndarray | None) -> Sample:
         tensors = {**self.tensors, **changes}
@@ -150,6 +158,18 @@ def samples(
         else:
             reduction = draw(st.sampled_from(["avg", "Mean", "", None]))
     return Sample(op, dtype, tensors, reduction, draw(st.integers(0, 2**32 - 1)))
+
+
+@st.composite
+def gradient_samples(draw: st.DrawFn, op: str, dtype: str, **options: object) -> Sample:
+    """A sample that asks for the gradients by input and target, with a generated incoming gradient."""
+    sample = draw(samples(op, dtype, **options))
+    target = sample.tensors["target"]
+    if sample.reduction in REDUCTIONS and target.shape == sample.tensors["input"].shape:
+        grad_output = draw(arrays(str(target.dtype), sample.loss_shape(), "weight"))
+    else:  # the call is invalid anyway: the incoming gradient only has to exist
+        grad_output = np.ones((), dtype=target.dtype)
+    return replace(sample, grad=("input", "target"), grad_output=grad_output)
 
 
 def dtypes() -> st.SearchStrategy[str]:

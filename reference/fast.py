@@ -56,13 +56,14 @@ def bce_grad_target(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return log_q - log_p, (np.abs(log_q) + np.abs(log_p)).astype(np.float64)
 
 
-def bce_with_logits_grad_input(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x, y, pw = x.astype(WIDE), y.astype(WIDE), pos_weight.astype(WIDE)
-    positive = pw * y
+def bce_with_logits_grad_input(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = x.astype(WIDE), y.astype(WIDE)
+    pw = np.ones_like(x) if pos_weight is None else pos_weight.astype(WIDE)
     with np.errstate(over="ignore", invalid="ignore"):
+        positive = pw * y
         sig, sig_neg = sigmoid(x), sigmoid(-x)
         grad = (1 - y) * sig - positive * sig_neg
-        literal = (positive + 1 - y) * sig - positive
+        literal = sig - y if pos_weight is None else (positive + 1 - y) * sig - positive
         grad = np.where(np.isfinite(y) & np.isfinite(pw), grad, literal)
         scale = (np.abs(positive) + 1 + np.abs(y)) * sig + np.abs(positive)
     return grad, scale.astype(np.float64)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import exact, fast
 from .formats import FORMATS
-from .losses import EXACT_LIMIT, Expected, broadcast_column, exact_map
+from .losses import EXACT_LIMIT, Expected, broadcast_column, exact_map, underflow_gain
 from .spec import BCE_GRAD_EPS, DIFFERENTIABLE, check_bce, check_bce_with_logits, check_differentiable
 
 GRADIENT_OPS = ("bce", "bce_with_logits")
@@ -68,7 +68,8 @@ def gradients(
 
     n = int(y.size)
     xf, yf = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
-    pw = broadcast_column(pos_weight, y.shape, 1.0)
+    pw = None if pos_weight is None else broadcast_column(pos_weight, y.shape, 1.0)
+    pw_column = broadcast_column(pos_weight, y.shape, 1.0)  # for the kernels that read pw = 1 alike
     chain = [broadcast_column(g, y.shape, 1.0), broadcast_column(weight, y.shape, 1.0)]
     working = max((signature.dtype, str(x.dtype), str(y.dtype)), key=lambda d: FORMATS[d].unit_roundoff)
 
@@ -77,17 +78,26 @@ def gradients(
         if op == "bce" and name == "input":
             eps = FORMATS[str(x.dtype)].round(Fraction(BCE_GRAD_EPS))
             grads, scale = run(kernels.bce_grad_input, xf, yf, np.full(n, eps))
+            with np.errstate(divide="ignore"):  # an underflow before the division by max(p (1 - p), EPS)
+                factors = [1 / np.maximum(xf * (1 - xf), eps)]
         elif op == "bce":
             grads, scale = run(kernels.bce_grad_target, xf)
+            with np.errstate(divide="ignore"):
+                factors = [np.maximum(np.abs(np.log(xf)), np.abs(np.log1p(-xf)))]
         elif name == "input":
-            grads, scale = run(kernels.bce_with_logits_grad_input, xf, yf, pw)
-            scale = scale + _flushable_sigmoid(xf, yf, pw, working)
+            grads, scale = run(kernels.bce_with_logits_grad_input, xf, yf,
+                               ([None] * n if method == "exact" else None) if pw is None else pw)
+            scale = scale + _flushable_sigmoid(xf, yf, pw_column, working)
+            factors = [np.maximum(np.abs(yf), np.abs(pw_column))]
         else:
-            grads, scale = run(kernels.bce_with_logits_grad_target, xf, pw)
+            grads, scale = run(kernels.bce_with_logits_grad_target, xf, pw_column)
+            factors = [np.maximum(np.abs(xf), np.abs(pw_column))]
         with np.errstate(over="ignore", invalid="ignore"):
+            peak = np.nan_to_num(scale).max(initial=0.0)
             for factor in chain:
                 grads = grads * (factor if method == "exact" else factor.astype(fast.WIDE))
                 scale = scale * np.abs(factor)
+                peak = max(peak, np.nan_to_num(scale).max(initial=0.0))
             if reduction == "mean" and n:
                 grads, scale = grads / n, scale / n
         fmt = FORMATS[str(tensors[name].dtype)]
@@ -102,5 +112,7 @@ def gradients(
             terms=1,
             method=method,
             working_dtype=working,
+            peak=float(peak),
+            gain=underflow_gain(*factors, *chain).reshape(tensors[name].shape),
         )
     return results

@@ -27,6 +27,17 @@ class Expected:
     terms: int  # number of elements summed into each value (1 for reduction='none')
     method: str  # 'exact' (256-bit) or 'fast' (longdouble)
     working_dtype: str  # the least precise of input, target and output: the precision the formula may run in
+    peak: float = 0.0  # the largest term of any element's formula, weighted or not: past the dtype's max an
+    # intermediate overflows, and the order of evaluation, not the specification, decides the result
+    gain: np.ndarray | None = None  # per value: how much the factors that follow an intermediate may amplify
+    # an underflow there (an absolute error of half the smallest subnormal); None: 1
+
+
+def underflow_gain(*factors: np.ndarray) -> np.ndarray:
+    """Product of max(1, |factor|): the most an underflow early in a product chain can be magnified by the rest."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        gain = np.prod([np.maximum(1.0, np.abs(np.asarray(f, dtype=np.float64))) for f in factors], axis=0)
+    return np.nan_to_num(gain, nan=0.0, posinf=0.0)  # where a factor is infinite the value is too: moot
 
 
 def broadcast_column(array: np.ndarray | None, shape: tuple[int, ...], default: float) -> np.ndarray:
@@ -89,6 +100,8 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         if method == "exact":
             pw = [None] * y.size if pw is None else pw
         losses, scale = run(kernels.bce_with_logits, x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), pw)
+        factors = [np.maximum.reduce([np.abs(x.astype(np.float64).ravel()), np.abs(y.astype(np.float64).ravel()),
+                                      np.abs(broadcast_column(pos_weight, y.shape, 1.0))])]
     elif op in ("bce", "sigmoid_bce"):
         p = x
         if op == "sigmoid_bce":
@@ -97,6 +110,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         signature = check_bce(p, y, weight, reduction)
         pf, yf = p.astype(np.float64).ravel(), y.astype(np.float64).ravel()
         losses, scale = run(kernels.bce, pf, yf)
+        factors = [np.full(y.size, 100.0)]  # each log is at most 100 in magnitude (the clamp)
         if op == "sigmoid_bce":
             scale = scale + _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])
     else:
@@ -107,7 +121,10 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
     losses = _saturate(fmt, _saturate(fmt, losses, method) * (w if method == "exact" else w.astype(fast.WIDE)), method)
     # A scale beyond float64 (terms near the dtype's max) saturates; where the value is NaN it is moot.
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 where a weight is 0: the value is NaN, scale moot
-        scale = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)
+        weighted = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)
+    peak = float(max(np.nan_to_num(scale).max(initial=0.0), weighted.max(initial=0.0)))
+    scale = weighted
+    gain = underflow_gain(*factors, w)
 
     working = max((signature.dtype, str(x.dtype), str(y.dtype)), key=lambda d: FORMATS[d].unit_roundoff)
     if reduction != "none":
@@ -118,7 +135,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
             total = np.sum(losses, dtype=fast.WIDE)
             losses = np.array([total if reduction == "sum" else (total / n if n else np.nan)], dtype=fast.WIDE)
         with np.errstate(over="ignore"):
-            scale = np.array([scale.sum() / max(n, 1) if reduction == "mean" else scale.sum()])
+            scale, gain = (np.array([a.sum() / max(n, 1) if reduction == "mean" else a.sum()]) for a in (scale, gain))
         scale = np.nan_to_num(scale, posinf=np.finfo(np.float64).max)
     if method == "exact":
         value = np.array([exact.round_to(fmt, v) for v in losses], dtype=np.float64)
@@ -131,4 +148,6 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         terms=signature.terms,
         method=method,
         working_dtype=working,
+        peak=peak,
+        gain=gain.reshape(signature.shape),
     )

@@ -246,7 +246,7 @@ class LogitsAsBceOfSigmoid(_Logits):
     """BCEWithLogits computed as BCE(sigmoid(x)): right only while the sigmoid is not saturated."""
 
     catches = {"equivalence-breaks-logits-x40": "float64", "equivalence-breaks-logits-x20": "float32",
-               "logits-100": "float32"}
+               "logits-30": "float32"}
 
     def logits_terms(self, x, y, pw):
         p = 1 / (1 + np.exp(-x))
