@@ -17,12 +17,11 @@ from xml.etree import ElementTree as ET
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
-from .results import Result, Status
-from .runner import Run
+from .results import GATE_FAILURES, NOT_RUN, Result, Run, Status, json_safe
 
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1
-STATUSES = (Status.PASSED, Status.FAILED, Status.ERROR, Status.SKIPPED)
+STATUSES = tuple(Status)
 
 
 def _display_path(path: str) -> str:
@@ -44,12 +43,11 @@ def totals(run: Run) -> Counter:
 
 def ran(run: Run) -> int:
     """Results that executed a backend (everything but skips)."""
-    return sum(1 for r in run.results if r.status != Status.SKIPPED)
+    return sum(1 for r in run.results if r.status not in NOT_RUN)
 
 
 def gate_passed(run: Run) -> bool:
-    counts = totals(run)
-    return counts[str(Status.FAILED)] == 0 and counts[str(Status.ERROR)] == 0
+    return not any(r.status in GATE_FAILURES for r in run.results)
 
 
 def _worst(values: list[float | None]) -> float | None:
@@ -72,7 +70,7 @@ def summary(run: Run) -> list[dict[str, Any]]:
         checked = [r for r in results if r.status in (Status.PASSED, Status.FAILED)]
         rows.append({
             "backend": backend, "op": op, "dtype": dtype,
-            "ran": len(results) - counts[Status.SKIPPED],
+            "ran": len(results) - sum(counts[s] for s in NOT_RUN),
             **{str(s): counts[s] for s in STATUSES},
             "worst_ulp": _worst([r.max_ulp_error for r in checked]),
             "worst_headroom": _worst([r.headroom for r in checked]),
@@ -90,7 +88,8 @@ def _fmt(value: float | None) -> str:
 
 def _closing_line(run: Run) -> str:
     counts = totals(run)
-    return ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
+    line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
+    return line if run.complete else f"{line} (incomplete: the run was interrupted)"
 
 
 def _tables(run: Run, tablefmt: str) -> list[str]:
@@ -98,12 +97,12 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
     backend_rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, b.origin]
                     for b in run.backends]
     sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "from"], tablefmt=tablefmt))
-    rows = [[r["backend"], r["op"], r["dtype"], r["ran"], r["passed"], r["failed"], r["error"], r["skipped"],
+    rows = [[r["backend"], r["op"], r["dtype"], r["ran"], *(r[str(s)] for s in STATUSES),
              _fmt(r["worst_ulp"]), _fmt(r["worst_headroom"])] for r in summary(run)]
     if rows:
-        headers = ["backend", "op", "dtype", "ran", "passed", "failed", "errors", "skipped", "worst ulp", "headroom"]
+        headers = ["backend", "op", "dtype", "ran", *map(str, STATUSES), "worst ulp", "headroom"]
         sections.append(tabulate(rows, headers=headers, tablefmt=tablefmt))
-    bad = [r for r in run.results if r.status in (Status.FAILED, Status.ERROR)]
+    bad = [r for r in run.results if r.status in GATE_FAILURES]
     if bad:
         failure_rows = [[r.backend, r.case_id, r.dtype, str(r.status), r.expected, r.got, _fmt(r.max_abs_error),
                          _fmt(r.allowed), "" if r.index is None else tuple(r.index), r.message] for r in bad]
@@ -143,28 +142,18 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as the strings 'nan', 'inf', '-inf'."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def render_json(run: Run) -> str:
     document = {
         "format": "bce-conformance-report",
         "version": REPORT_VERSION,
+        "complete": run.complete,
         "environment": environment(),
         "backends": [asdict(b) for b in run.backends],
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "summary": summary(run),
         "results": [r.to_dict() for r in run.results],
     }
-    return json.dumps(_finite(document), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 
 
 def render_junit(run: Run) -> str:
@@ -176,8 +165,9 @@ def render_junit(run: Run) -> str:
         results = by_backend.get(info.name, [])
         counts = Counter(r.status for r in results)
         suite = ET.SubElement(root, "testsuite", name=info.name, tests=str(len(results) or 1),
-                              failures=str(counts[Status.FAILED]), errors=str(counts[Status.ERROR]),
-                              skipped=str(counts[Status.SKIPPED] if results else 1),
+                              failures=str(counts[Status.FAILED]),
+                              errors=str(sum(counts[s] for s in GATE_FAILURES if s != Status.FAILED)),
+                              skipped=str(sum(counts[s] for s in NOT_RUN) if results else 1),
                               time=f"{sum(r.seconds for r in results):.6f}")
         properties = ET.SubElement(suite, "properties")
         ET.SubElement(properties, "property", name="version", value=info.version or info.reason)
@@ -190,9 +180,9 @@ def render_junit(run: Run) -> str:
                                  file=path, line=line, time=f"{r.seconds:.6f}")
             if r.status == Status.FAILED:
                 ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r)
-            elif r.status == Status.ERROR:
-                ET.SubElement(case, "error", message=r.message, type="error").text = rerun_command(r)
-            elif r.status == Status.SKIPPED:
+            elif r.status in GATE_FAILURES:
+                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(r)
+            elif r.status in NOT_RUN:
                 ET.SubElement(case, "skipped", message=r.message)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -1,10 +1,14 @@
-"""Run every selected case x dtype x backend: inputs -> reference and backend -> comparison -> result records."""
+"""Run every selected case x dtype x backend: inputs -> reference and backend -> comparison -> result records.
+
+The reference is computed here, in the runner's process; only the backend calls go to `isolation.Workers`
+(or, with `isolation=None`, run in this process). Results are judged as they come back, streamed to the
+journal, and returned in a fixed order, so that two runs on the same inputs give the same report.
+"""
 from __future__ import annotations
 
-import time
-import warnings
-from dataclasses import dataclass, field
-from typing import Iterable
+import sys
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -13,29 +17,20 @@ import reference
 from reference import Expected, Rejected
 
 from . import compare, tolerance
-from .adapter import Backend, call
 from .case import Case
-from .compare import Outcome, Verdict
+from .compare import Verdict
 from .dtypes import is_float
-from .inputs import InputError, Inputs, materialize
+from .execution import Call, Execution, InProcess
+from .inputs import Inputs, materialize
+from .isolation import Settings, Workers
+from .journal import Journal
 from .registry import Entry
-from .results import Result, Status
+from .results import BackendInfo, Result, Run, Status
 
+__all__ = ["BackendInfo", "Run", "Settings", "WARNING_STORM", "inspect", "run"]
 
-@dataclass(frozen=True)
-class BackendInfo:
-    name: str
-    origin: str
-    available: bool
-    reason: str = ""
-    version: str = ""
-    dtypes: tuple[str, ...] = ()
-
-
-@dataclass
-class Run:
-    backends: list[BackendInfo]
-    results: list[Result] = field(default_factory=list)
+WARNING_STORM = 100
+"""More warnings than this from one call fail the case: a backend that warns per element is misbehaving."""
 
 
 @dataclass(frozen=True)
@@ -84,31 +79,40 @@ def _specify(case: Case, inputs: Inputs, dtype: str) -> _Specified:
     return _Specified(expected=expected, allowed=tolerance.allowed(case.op, expected, case.tolerance))
 
 
-def _execute(backend: Backend, case: Case, inputs: Inputs) -> tuple[Outcome, float, str | None]:
-    """Call the backend on copies of the inputs; report what it did, how long it took, and any input it modified."""
-    tensors = inputs.copies()
-    start = time.perf_counter()
+def _build(case: Case, dtype: str) -> tuple[Inputs | None, _Specified]:
+    """The case's inputs in `dtype` and what the specification says of them; a case that cannot be built is an error."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            outcome = Outcome(value=call(backend, case.op, tensors, inputs.reduction))
+        inputs = materialize(case, dtype)
+    except Exception as exc:  # InputError, or a generator refusing its arguments
+        return None, _Specified(error=f"case cannot be built: {exc}")
+    return inputs, _specify(case, inputs, dtype)
+
+
+def _judge(spec: _Specified, execution: Execution) -> Verdict:
+    if execution.fault is not None:
+        return execution.fault
+    assert execution.outcome is not None
+    if execution.modified is not None:
+        verdict = Verdict(Status.FAILED, f"modified its input {execution.modified!r}")
+    elif spec.reject is not None:
+        verdict = compare.check_rejection(execution.outcome, spec.reject)
+    else:
+        assert spec.expected is not None and spec.allowed is not None
+        verdict = compare.check_value(execution.outcome, spec.expected, spec.allowed)
+    if execution.warnings > WARNING_STORM:
+        storm = f"emitted {execution.warnings} warnings in one call (first: {execution.first_warning})"
+        if verdict.status == Status.PASSED:
+            return replace(verdict, status=Status.FAILED, message=storm)
+        return replace(verdict, message=f"{verdict.message}; {storm}")
+    return verdict
+
+
+def _verdict(spec: _Specified, execution: Execution) -> Verdict:
+    """The judgement, whatever the backend sent back: a value no check foresaw is an error, never a traceback."""
+    try:
+        return _judge(spec, execution)
     except Exception as exc:
-        outcome = Outcome(error=exc)
-    seconds = time.perf_counter() - start
-    for name, array in tensors.items():
-        original = inputs.tensors[name]
-        if array.shape != original.shape or array.tobytes() != original.tobytes():
-            return outcome, seconds, name
-    return outcome, seconds, None
-
-
-def _judge(spec: _Specified, outcome: Outcome, modified: str | None) -> Verdict:
-    if modified is not None:
-        return Verdict(Status.FAILED, f"modified its input {modified!r}")
-    if spec.reject is not None:
-        return compare.check_rejection(outcome, spec.reject)
-    assert spec.expected is not None and spec.allowed is not None
-    return compare.check_value(outcome, spec.expected, spec.allowed)
+        return Verdict(Status.ERROR, f"the harness could not judge what the backend returned: {type(exc).__name__}: {exc}")
 
 
 def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: float = 0.0) -> Result:
@@ -120,30 +124,90 @@ def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: flo
     )
 
 
-def run(cases: list[Case], entries: list[Entry], dtypes: Iterable[str] | None = None, progress: bool | None = None) -> Run:
-    """Every case x dtype x available backend. `progress=None` shows a bar only on a terminal."""
+def _poisons(entry: Entry, case: Case) -> bool:
+    """Whether the case may leave the backend's process unusable (an adapter's optional `poisoning_rejections`)."""
+    return case.reject is not None and case.reject in getattr(entry.backend, "poisoning_rejections", ())
+
+
+def run(
+    cases: list[Case],
+    entries: list[Entry],
+    dtypes: Iterable[str] | None = None,
+    progress: bool | None = None,
+    *,
+    isolation: Settings | None = Settings(),
+    previous: Mapping[tuple[str, str, str], Result] | None = None,
+    journal: Journal | None = None,
+) -> Run:
+    """Every case x dtype x available backend, backend calls in worker processes unless `isolation` is None.
+
+    Results in `previous` (keyed by backend, case id, dtype) are taken as they are; new results go to the
+    journal as they are judged. Ctrl-C (KeyboardInterrupt) ends the run early: it returns what finished,
+    with `complete` False. `progress=None` shows a bar only on a terminal.
+    """
+    previous = previous or {}
+    modules = set(sys.modules)
     infos = inspect(entries)
-    active = [(entry.backend, info) for entry, info in zip(entries, infos) if info.available]
+    # what probing the backends imported (torch, say): worth importing once for all worker processes
+    probed = [name for name in set(sys.modules) - modules
+              if "." not in name and getattr(sys.modules[name], "__file__", None)]
+    active = [entry for entry, info in zip(entries, infos) if info.available]
     wanted = set(dtypes) if dtypes else None
     work = [(case, dtype) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted]
+    slots: list[Result | None] = [None] * (len(work) * len(active))
+    waiting: dict[int, tuple[Case, str, _Specified]] = {}
     outcome = Run(backends=infos)
-    bar = tqdm(work, desc="cases", unit="case", disable=None if progress is None else not progress, leave=False)
-    for case, dtype in bar:
-        try:
-            inputs = materialize(case, dtype)
-            spec = _specify(case, inputs, dtype)
-        except InputError as exc:
-            inputs, spec = None, _Specified(error=f"case cannot be built: {exc}")
-        float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
-        for backend, info in active:
-            unsupported = sorted(d for d in float_dtypes if is_float(d) and d not in backend.dtypes)
-            if unsupported:
-                verdict = Verdict(Status.SKIPPED, f"{info.name} does not compute in {', '.join(unsupported)}")
-                outcome.results.append(_record(info.name, case, dtype, verdict))
-            elif spec.error is not None or inputs is None:
-                outcome.results.append(_record(info.name, case, dtype, Verdict(Status.ERROR, spec.error or "")))
-            else:
-                result, seconds, modified = _execute(backend, case, inputs)
-                verdict = _judge(spec, result, modified)
-                outcome.results.append(_record(info.name, case, dtype, verdict, seconds))
+    if journal is not None:
+        journal.begin(infos)
+    bar = tqdm(total=len(slots), desc="cases", unit="result", disable=None if progress is None else not progress,
+               leave=False)
+    calls = InProcess([entry.backend for entry in active]) if isolation is None else Workers(active, isolation, probed)
+
+    def settle(seq: int, result: Result, new: bool = True) -> None:
+        slots[seq] = result
+        if new and journal is not None:
+            journal.add(seq, result)
+        bar.update()
+
+    def judge(done: Iterable[tuple[int, Execution]]) -> None:
+        for seq, execution in done:
+            case, dtype, spec = waiting.pop(seq)
+            verdict = _verdict(spec, execution)
+            settle(seq, _record(active[seq % len(active)].name, case, dtype, verdict, execution.seconds))
+
+    try:
+        for number, (case, dtype) in enumerate(work):
+            todo = []
+            for index, entry in enumerate(active):
+                seq = number * len(active) + index
+                if (entry.name, case.id, dtype) in previous:
+                    settle(seq, previous[(entry.name, case.id, dtype)], new=False)
+                else:
+                    todo.append((seq, index, entry))
+            if not todo:
+                continue
+            inputs, spec = _build(case, dtype)
+            float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
+            for seq, index, entry in todo:
+                assert entry.backend is not None
+                unsupported = sorted(d for d in float_dtypes if is_float(d) and d not in entry.backend.dtypes)
+                if unsupported:
+                    verdict = Verdict(Status.SKIPPED, f"{entry.name} does not compute in {', '.join(unsupported)}")
+                    settle(seq, _record(entry.name, case, dtype, verdict))
+                elif spec.error is not None or inputs is None:
+                    settle(seq, _record(entry.name, case, dtype, Verdict(Status.ERROR, spec.error or "")))
+                else:
+                    waiting[seq] = (case, dtype, spec)
+                    request = Call(case.op, inputs.tensors, inputs.reduction)
+                    calls.submit(seq, index, request, fresh=_poisons(entry, case))
+            judge(calls.ready())
+        judge(calls.drain())
+    except KeyboardInterrupt:
+        outcome.complete = False
+    finally:
+        calls.close()
+        bar.close()
+    outcome.results = [result for result in slots if result is not None]
+    if journal is not None and outcome.complete:
+        journal.end()
     return outcome

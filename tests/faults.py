@@ -1,0 +1,205 @@
+"""Fault-injecting backends: the NumPy backend, misbehaving on the one case whose input holds `TRIGGER`.
+
+Each kills or hangs its process, or returns something no check foresaw; `tests/data/fault_cases.yaml`
+holds the case that triggers them and cases before and after it, which must still run and pass.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from conformance.backends.numpy_backend import NumpyBackend
+
+TRIGGER = 0.3125  # exact in every floating dtype
+
+
+class Faulty(NumpyBackend):
+    def __init__(self) -> None:
+        self.name = f"fault-{type(self).__name__}"
+
+    def fault(self, input: np.ndarray, result: np.ndarray) -> object:
+        raise NotImplementedError
+
+    def bce(self, input, target, *, weight, reduction):
+        result = super().bce(input, target, weight=weight, reduction=reduction)
+        return self.fault(input, result) if np.any(input == TRIGGER) else result
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        result = super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        return self.fault(input, result) if np.any(input == TRIGGER) else result
+
+
+# --- faults that end or stall the process --------------------------------------------------------
+
+class Segfaults(Faulty):
+    def fault(self, input, result):
+        return ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+class Aborts(Faulty):
+    def fault(self, input, result):
+        os.abort()
+
+
+class CallsSysExit(Faulty):
+    def fault(self, input, result):
+        sys.exit(3)
+
+
+class ExitsHard(Faulty):
+    def fault(self, input, result):
+        os._exit(7)
+
+
+class Hangs(Faulty):
+    def fault(self, input, result):
+        while True:
+            pass
+
+
+class EatsMemory(Faulty):
+    """Allocates (and touches) 64 MiB blocks until allocation fails: run it only under a memory limit."""
+
+    def fault(self, input, result):
+        hoard = []
+        while True:
+            hoard.append(np.ones(2**23))
+
+
+class Slow(NumpyBackend):
+    """Correct, and 50 ms per call: a run long enough to interrupt."""
+
+    name = "slow"
+
+    def bce(self, input, target, *, weight, reduction):
+        time.sleep(0.05)
+        return super().bce(input, target, weight=weight, reduction=reduction)
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        time.sleep(0.05)
+        return super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+
+
+POISONED = False
+
+
+class Poisons(NumpyBackend):
+    """Imitates torch on CUDA: an out-of-range input trips an 'assert' that breaks every later call in its process."""
+
+    name = "fault-Poisons"
+    poisoning_rejections = frozenset({"out_of_range"})
+
+    def bce(self, input, target, *, weight, reduction):
+        global POISONED
+        if POISONED:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        if not (np.all((input >= 0) & (input <= 1)) and np.all((target >= 0) & (target <= 1))):
+            POISONED = True
+        return super().bce(input, target, weight=weight, reduction=reduction)
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        if POISONED:
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+
+
+# --- misbehaving answers --------------------------------------------------------------------------
+
+class ReturnsNone(Faulty):
+    def fault(self, input, result):
+        return None
+
+
+class ReturnsList(Faulty):
+    def fault(self, input, result):
+        return result.tolist()
+
+
+class ReturnsPythonScalar(Faulty):
+    def fault(self, input, result):
+        return float(result.sum())
+
+
+class ReturnsNumpyScalar(Faulty):
+    def fault(self, input, result):
+        return result.dtype.type(result.sum())
+
+
+class WrongShape(Faulty):
+    def fault(self, input, result):
+        return result.reshape(1, -1)
+
+
+class WrongDtype(Faulty):
+    def fault(self, input, result):
+        return result.astype(np.float16)
+
+
+class NanEverywhere(Faulty):
+    def fault(self, input, result):
+        return np.full_like(result, np.nan)
+
+
+class MutatesInput(Faulty):
+    def fault(self, input, result):
+        input[...] = 0.5
+        return result
+
+
+class WarningStorm(Faulty):
+    def fault(self, input, result):
+        for _ in range(10_000):
+            warnings.warn("log of a negative number", RuntimeWarning)
+        return result
+
+
+class ReturnsGenerator(Faulty):
+    """Returns what cannot be pickled back from a worker."""
+
+    def fault(self, input, result):
+        return (x for x in result)
+
+
+class PeculiarError(Exception):
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"peculiar failure {code}: {detail}")
+
+
+class RaisesUnpicklable(Faulty):
+    """Raises an exception whose class cannot be re-created from its pickle."""
+
+    def fault(self, input, result):
+        raise PeculiarError(5, "out of ideas")
+
+
+class ReprRaises:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class ReturnsUnprintable(Faulty):
+    def fault(self, input, result):
+        return ReprRaises()
+
+
+CRASHES = {Segfaults: "SIGSEGV", Aborts: "SIGABRT", CallsSysExit: "sys.exit(3)", ExitsHard: "status 7"}
+ANSWERS = {
+    ReturnsNone: "returned NoneType, expected a numpy array",
+    ReturnsList: "returned list, expected a numpy array",
+    ReturnsPythonScalar: "returned float, expected a numpy array",
+    ReturnsNumpyScalar: "shape (), expected (2,)",
+    WrongShape: "shape (1, 2), expected (2,)",
+    WrongDtype: "dtype float16, expected",
+    NanEverywhere: "NaN everywhere",
+    MutatesInput: "modified its input 'input'",
+    WarningStorm: "emitted 10000 warnings in one call (first: RuntimeWarning: log of a negative number)",
+    ReturnsGenerator: "returned generator, expected a numpy array",
+    RaisesUnpicklable: "PeculiarError: peculiar failure 5: out of ideas",
+    ReturnsUnprintable: "returned ReprRaises, expected a numpy array",
+}
+"""Each misbehaving answer and the words its failure line must contain."""

@@ -1,0 +1,160 @@
+"""Backends that crash, hang, blow up memory, poison their process or answer nonsense cost one case each:
+the right status for that case, every other case run and reported, and no worker process left behind."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import runner
+from conformance.backends.numpy_backend import NumpyBackend
+from conformance.cli import main
+from conformance.isolation import Settings
+from conformance.loader import load_cases
+from conformance.registry import Entry
+from conformance.results import Status
+
+from . import faults
+
+FAULT_CASES = Path(__file__).parent / "data" / "fault_cases.yaml"
+TRIGGER = "fault-trigger"
+CASE_IDS = ("fault-before", TRIGGER, "fault-reject-out-of-range", "fault-after", "fault-after-logits")
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return load_cases([FAULT_CASES])
+
+
+def _entries(*backends):
+    return [Entry(b.name, "test", b) for b in backends]
+
+
+def _by_case(outcome, backend):
+    return {(r.case_id, r.dtype): r for r in outcome.results if r.backend == backend}
+
+
+def _processes_below(pid: int) -> dict[int, list[int]]:
+    """pid -> child pids, for the processes under `pid` (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    return children
+
+
+def assert_no_workers_left() -> None:
+    """Only multiprocessing's own helpers (the forkserver, the resource tracker) may outlive a run; no worker does."""
+    assert multiprocessing.active_children() == []
+    if not sys.platform.startswith("linux"):
+        return
+    children = _processes_below(0)
+    helpers = children.get(multiprocessing.current_process().pid or 0, [])
+    for helper in helpers:
+        command = Path(f"/proc/{helper}/cmdline").read_bytes().decode(errors="replace")
+        assert "multiprocessing" in command, command
+        assert children.get(helper, []) == [], f"worker processes left under {command!r}"
+
+
+def assert_only_trigger_differs(outcome, backend, status, words, dtypes=("float32", "float64")):
+    """Every case ran on both backends; only the trigger case of the faulty one has `status`, saying `words`."""
+    results = _by_case(outcome, backend)
+    assert set(results) == {(case, dtype) for case in CASE_IDS for dtype in dtypes}
+    for (case_id, dtype), result in results.items():
+        if case_id == TRIGGER:
+            assert result.status == status, (dtype, result.message)
+            assert words in result.message
+        else:
+            assert result.status == Status.PASSED, (case_id, dtype, result.message)
+    assert all(r.status == Status.PASSED for r in _by_case(outcome, "numpy").values())
+
+
+@pytest.mark.parametrize("fault, words", faults.CRASHES.items(), ids=lambda f: getattr(f, "__name__", ""))
+def test_a_crash_costs_one_case(cases, fault, words):
+    outcome = runner.run(cases, _entries(fault(), NumpyBackend()), progress=False)
+    assert_only_trigger_differs(outcome, fault().name, Status.CRASHED, words)
+    assert_no_workers_left()
+
+
+def test_a_hang_is_a_timeout(cases):
+    outcome = runner.run(cases, _entries(faults.Hangs(), NumpyBackend()), ["float32"], progress=False,
+                         isolation=Settings(timeout=1.0))
+    assert_only_trigger_differs(outcome, "fault-Hangs", Status.TIMEOUT, "no result within 1 s", ["float32"])
+    assert_no_workers_left()
+
+
+def test_a_memory_blow_up_is_bounded_and_crashes_one_case(cases):
+    outcome = runner.run(cases, _entries(faults.EatsMemory(), NumpyBackend()), progress=False,
+                         isolation=Settings(memory_limit=512 * 2**20))
+    assert_only_trigger_differs(outcome, "fault-EatsMemory", Status.CRASHED, "ran out of memory: MemoryError")
+    assert_no_workers_left()
+
+
+def test_a_poisoning_case_runs_in_a_worker_of_its_own(cases):
+    isolated = runner.run(cases, _entries(faults.Poisons()), progress=False)
+    assert {r.status for r in isolated.results} == {Status.PASSED}
+    assert_no_workers_left()
+    # the imitation is real: in one process, every case after the rejection breaks
+    shared = runner.run(cases, _entries(faults.Poisons()), progress=False, isolation=None)
+    faults.POISONED = False
+    broken = {r.case_id for r in shared.results if r.status != Status.PASSED}
+    assert broken == {"fault-after", "fault-after-logits"}
+
+
+@pytest.mark.parametrize("fault, words", faults.ANSWERS.items(), ids=lambda f: getattr(f, "__name__", ""))
+def test_a_misbehaving_answer_is_one_clear_line_in_both_modes(cases, fault, words):
+    verdicts = []
+    for isolation in (Settings(), None):
+        outcome = runner.run(cases, _entries(fault(), NumpyBackend()), ["float32"], progress=False, isolation=isolation)
+        assert_only_trigger_differs(outcome, fault().name, Status.FAILED, words, ["float32"])
+        result = _by_case(outcome, fault().name)[(TRIGGER, "float32")]
+        assert "\n" not in result.message
+        verdicts.append((result.status, result.message, result.expected, result.got))
+    assert verdicts[0] == verdicts[1]
+    assert_no_workers_left()
+
+
+class _Unsendable(NumpyBackend):
+    name = "unsendable"
+
+    def __init__(self):
+        self.hook = lambda: None  # a lambda cannot be pickled
+
+
+def test_a_backend_that_cannot_reach_a_worker_is_an_error_with_advice(cases):
+    outcome = runner.run(cases, _entries(_Unsendable()), ["float64"], progress=False)
+    assert {r.status for r in outcome.results} == {Status.ERROR}
+    assert "cannot be sent to a worker process" in outcome.results[0].message
+    assert "--no-isolation" in outcome.results[0].message
+
+
+def _json_report(capsys, tmp_path, name, *argv):
+    target = tmp_path / f"{name}.json"
+    main(["run", "--format", "json", "--output", str(target), "--no-progress", *argv])
+    capsys.readouterr()
+    report = json.loads(target.read_text())
+    for result in report["results"]:
+        del result["seconds"]
+    return report
+
+
+def test_runs_are_deterministic_and_isolation_changes_nothing(capsys, tmp_path):
+    argv = ["--cases", "cases/document.yaml", "--cases", str(FAULT_CASES), "--backend", "numpy",
+            "--backend", "tests.mutants:ClampAt50", "--backend", "tests.faults:Segfaults",
+            "--backend", "tests.faults:NanEverywhere"]
+    first = _json_report(capsys, tmp_path, "first", *argv)
+    second = _json_report(capsys, tmp_path, "second", *argv)
+    assert first == second
+    assert {"passed", "crashed", "failed"} <= {r["status"] for r in first["results"]}
+    in_process = _json_report(capsys, tmp_path, "in-process", *argv[:-4], "--no-isolation")
+    isolated = _json_report(capsys, tmp_path, "isolated", *argv[:-4])
+    assert in_process == isolated
