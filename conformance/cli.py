@@ -74,15 +74,14 @@ def _isolation(args: argparse.Namespace) -> Settings | None:
 
 def _results_path(args: argparse.Namespace) -> Path | None:
     """Where results stream: --resume's file, --results, or beside --output (REPORT.results.jsonl)."""
-    if args.resume is not None:
-        if args.results is not None and args.results != args.resume:
-            raise ConfigError("--resume FILE appends to FILE; --results names another file")
-        return args.resume
-    if args.results is not None:
-        if args.results == args.output:
-            raise ConfigError("--results and --output name the same file")
-        return args.results
-    return None if args.output is None else args.output.with_name(f"{args.output.stem}.results.jsonl")
+    if args.resume is not None and args.results is not None and args.results != args.resume:
+        raise ConfigError("--resume FILE appends to FILE; --results names another file")
+    path = args.resume or args.results
+    if path is not None and path == args.output:
+        raise ConfigError(f"{path}: the results file and the --output report cannot be the same file")
+    if path is None and args.output is not None:
+        path = args.output.with_name(f"{args.output.stem}.results.jsonl")
+    return path
 
 
 @contextlib.contextmanager

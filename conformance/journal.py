@@ -32,8 +32,11 @@ class Journal:
             raise ConfigError(f"{path}: cannot write results: {exc}") from None
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+            self._file.flush()
+        except OSError as exc:  # a full disk, say: stop the run rather than lose results unnoticed
+            raise ConfigError(f"{self.path}: cannot write results: {exc}") from None
 
     def begin(self, backends: list[BackendInfo]) -> None:
         self._write({"record": "run", "format": FORMAT, "version": VERSION, "backends": [asdict(b) for b in backends]})

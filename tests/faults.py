@@ -63,12 +63,19 @@ class Hangs(Faulty):
 
 
 class EatsMemory(Faulty):
-    """Allocates (and touches) 64 MiB blocks until allocation fails: run it only under a memory limit."""
+    """Allocates (and touches) 64 MiB blocks, up to 2 GiB (a bound for the machine's sake, should the limit fail)."""
 
     def fault(self, input, result):
-        hoard = []
-        while True:
-            hoard.append(np.ones(2**23))
+        hoard = [np.ones(2**23) for _ in range(32)]
+        return result if len(hoard) == 32 else None
+
+
+class Chatters(Faulty):
+    """Prints to standard output, where a report may be going."""
+
+    def fault(self, input, result):
+        print("debug: " * 20)
+        return result
 
 
 class Slow(NumpyBackend):
@@ -86,6 +93,11 @@ class Slow(NumpyBackend):
 
 
 POISONED = False
+DEVICE_ASSERT = "CUDA error: device-side assert triggered"
+
+
+def _in_range(*arrays: np.ndarray) -> bool:
+    return all(np.all((a >= 0) & (a <= 1)) for a in arrays)
 
 
 class Poisons(NumpyBackend):
@@ -94,18 +106,45 @@ class Poisons(NumpyBackend):
     name = "fault-Poisons"
     poisoning_rejections = frozenset({"out_of_range"})
 
+    def device_assert(self, input: np.ndarray) -> np.ndarray:
+        """The call that tripped the assert raises."""
+        raise RuntimeError(DEVICE_ASSERT)
+
     def bce(self, input, target, *, weight, reduction):
         global POISONED
         if POISONED:
-            raise RuntimeError("CUDA error: device-side assert triggered")
-        if not (np.all((input >= 0) & (input <= 1)) and np.all((target >= 0) & (target <= 1))):
+            raise RuntimeError(DEVICE_ASSERT)
+        if not _in_range(input, target):
             POISONED = True
+            return self.device_assert(input)
         return super().bce(input, target, weight=weight, reduction=reduction)
 
     def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
         if POISONED:
-            raise RuntimeError("CUDA error: device-side assert triggered")
+            raise RuntimeError(DEVICE_ASSERT)
         return super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+
+
+class PoisonsLater(Poisons):
+    """CUDA reports errors asynchronously: the call that tripped the assert returns garbage, the next one raises."""
+
+    name = "fault-PoisonsLater"
+
+    def device_assert(self, input):
+        return np.full(input.shape, np.nan, input.dtype)
+
+
+class PoisonsOnTrigger(Poisons):
+    """A value case hits a device fault (an illegal memory access) that breaks its process for good."""
+
+    name = "fault-PoisonsOnTrigger"
+
+    def bce(self, input, target, *, weight, reduction):
+        global POISONED
+        if np.any(input == TRIGGER) and not POISONED:
+            POISONED = True
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return super().bce(input, target, weight=weight, reduction=reduction)
 
 
 # --- misbehaving answers --------------------------------------------------------------------------
@@ -155,6 +194,14 @@ class WarningStorm(Faulty):
     def fault(self, input, result):
         for _ in range(10_000):
             warnings.warn("log of a negative number", RuntimeWarning)
+        return result
+
+
+class WarnsOnce(Faulty):
+    """Not a fault: one warning (a library's deprecation notice, say) leaves a correct answer alone."""
+
+    def fault(self, input, result):
+        warnings.warn("this keyword is deprecated", DeprecationWarning)
         return result
 
 

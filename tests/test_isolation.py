@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pytest
 
@@ -99,15 +101,29 @@ def test_a_memory_blow_up_is_bounded_and_crashes_one_case(cases):
     assert_no_workers_left()
 
 
-def test_a_poisoning_case_runs_in_a_worker_of_its_own(cases):
-    isolated = runner.run(cases, _entries(faults.Poisons()), progress=False)
-    assert {r.status for r in isolated.results} == {Status.PASSED}
+def _poisoned(cases, backend, isolation):
+    """(case, dtype) of the results that did not pass, and their messages."""
+    try:
+        outcome = runner.run(cases, _entries(backend), progress=False, isolation=isolation)
+    finally:
+        faults.POISONED = False  # the in-process run poisons this process
     assert_no_workers_left()
-    # the imitation is real: in one process, every case after the rejection breaks
-    shared = runner.run(cases, _entries(faults.Poisons()), progress=False, isolation=None)
-    faults.POISONED = False
-    broken = {r.case_id for r in shared.results if r.status != Status.PASSED}
-    assert broken == {"fault-after", "fault-after-logits"}
+    return {(r.case_id, r.dtype): r.message for r in outcome.results if r.status != Status.PASSED}
+
+
+@pytest.mark.parametrize("backend, culprit", [
+    (faults.Poisons(), {}),  # raises at once: a correct rejection
+    (faults.PoisonsLater(), {"fault-reject-out-of-range": "accepted input"}),  # the error surfaces a call later
+    (faults.PoisonsOnTrigger(), {TRIGGER: "illegal memory access"}),  # a value case breaks the device
+], ids=lambda b: getattr(b, "name", ""))
+def test_a_poisoned_process_costs_no_other_case(cases, backend, culprit):
+    isolated = _poisoned(cases, backend, Settings())
+    expected = {(case, dtype): words for case, words in culprit.items() for dtype in ("float32", "float64")}
+    assert set(isolated) == set(expected) and all(words in isolated[key] for key, words in expected.items())
+    # the imitation is real: in one process, every case after the poisoning one breaks
+    shared = _poisoned(cases, backend, None)
+    assert {("fault-after", "float64"), ("fault-after-logits", "float32")} <= set(shared)
+    assert "device-side assert triggered" in shared[("fault-after", "float64")]
 
 
 @pytest.mark.parametrize("fault, words", faults.ANSWERS.items(), ids=lambda f: getattr(f, "__name__", ""))
@@ -121,6 +137,11 @@ def test_a_misbehaving_answer_is_one_clear_line_in_both_modes(cases, fault, word
         verdicts.append((result.status, result.message, result.expected, result.got))
     assert verdicts[0] == verdicts[1]
     assert_no_workers_left()
+
+
+def test_a_warning_or_two_is_no_storm(cases):
+    outcome = runner.run(cases, _entries(faults.WarnsOnce()), progress=False)
+    assert {r.status for r in outcome.results} == {Status.PASSED}
 
 
 class _Unsendable(NumpyBackend):
@@ -158,3 +179,19 @@ def test_runs_are_deterministic_and_isolation_changes_nothing(capsys, tmp_path):
     in_process = _json_report(capsys, tmp_path, "in-process", *argv[:-4], "--no-isolation")
     isolated = _json_report(capsys, tmp_path, "isolated", *argv[:-4])
     assert in_process == isolated
+
+
+def test_crashes_and_timeouts_are_junit_errors(capsys):
+    main(["run", "--cases", str(FAULT_CASES), "--backend", "tests.faults:Segfaults", "--dtype", "float32",
+          "--format", "junit"])
+    suite = ET.fromstring(capsys.readouterr().out).find("testsuite")
+    (error,) = [case.find("error") for case in suite.iter("testcase") if case.find("error") is not None]
+    assert error.get("type") == "crashed" and "SIGSEGV" in error.get("message")
+    assert suite.get("errors") == "1" and suite.get("failures") == "0"
+
+
+def test_what_a_worker_prints_stays_out_of_a_report_on_standard_output():
+    command = [sys.executable, "-m", "conformance", "run", "--cases", str(FAULT_CASES), "--backend",
+               "tests.faults:Chatters", "--format", "json"]
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert json.loads(run.stdout)["totals"]["passed"] == 10 and "debug: debug:" in run.stderr

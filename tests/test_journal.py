@@ -165,7 +165,7 @@ def test_a_malformed_results_file_is_one_line_naming_file_and_line(capsys, tmp_p
 @pytest.mark.parametrize("argv, fragment", [
     (["--no-isolation", "--timeout", "3"], "--no-isolation"),
     (["--resume", "a.jsonl", "--results", "b.jsonl"], "--resume FILE appends to FILE"),
-    (["--results", "same.json", "--output", "same.json"], "name the same file"),
+    (["--results", "same.json", "--output", "same.json"], "cannot be the same file"),
     (["--resume", "missing.jsonl"], "missing.jsonl: cannot read results"),
 ])
 def test_result_options_misused_are_usage_errors(capsys, argv, fragment):
