@@ -13,7 +13,7 @@ import pytest
 
 from conformance import runner
 from conformance.backends.numpy_backend import NumpyBackend
-from conformance.cli import main
+from conformance.cli import _size, main
 from conformance.isolation import Settings
 from conformance.loader import load_cases
 from conformance.registry import Entry
@@ -195,3 +195,17 @@ def test_what_a_worker_prints_stays_out_of_a_report_on_standard_output():
                "tests.faults:Chatters", "--format", "json"]
     run = subprocess.run(command, capture_output=True, text=True)
     assert json.loads(run.stdout)["totals"]["passed"] == 10 and "debug: debug:" in run.stderr
+
+
+@pytest.mark.parametrize("text, size", [
+    ("512M", 512 * 2**20), ("4G", 4 * 2**30), ("1.5GiB", 3 * 2**29), ("1000", 1000),
+])
+def test_memory_limit_sizes(text, size):
+    assert _size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1G", "4X", "lots"])
+def test_memory_limit_nonsense_is_a_usage_error(capsys, text):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", f"--memory-limit={text}"])
+    assert exit_.value.code == 2 and "is not a size such as 512M or 4G" in capsys.readouterr().err
