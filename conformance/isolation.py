@@ -235,7 +235,7 @@ class _Lane:
         while self.inflight and self.conn.poll():
             try:
                 token, execution = self.conn.recv()
-            except EOFError:
+            except (EOFError, OSError):  # the worker died, maybe in the middle of an answer
                 return done + self._died()
             except Exception as exc:  # an answer that cannot be unpickled here
                 token = self.inflight[0][0]
@@ -293,7 +293,7 @@ class Workers:
         self.settings = settings
         self.context = _context()
         if self.context.get_start_method() == "forkserver":  # takes effect when the forkserver starts, once
-            self.context.set_forkserver_preload([__name__, *sorted(preload)])
+            self.context.set_forkserver_preload(["__main__", __name__, *sorted(preload)])
         self._lanes = [(_Lane(self, entry, False), _Lane(self, entry, True)) for entry in entries]
 
     def _all(self) -> list[_Lane]:
