@@ -5,7 +5,10 @@ where the platform has one, else spawned), fed batches of calls over a `multipro
 answering call by call, so the parent knows which call a worker was running when it died or hung.
 A dead worker yields `crashed` for that call, a call over the time limit yields `timeout` (its worker
 is killed); the rest of the batch goes to a new worker. Calls marked `fresh` (cases that may poison
-the backend's device) run alone in a worker of their own, which is discarded after the call.
+the backend's device) run alone in a worker of their own, which is discarded after the call; a
+worker is also replaced after it reported a crash (`sys.exit`, `MemoryError`), and, for a backend
+that declares `poisoning_rejections`, after any call that raised. A worker re-creates its backend
+from the registry entry (`Entry` pickles as its origin where it can).
 """
 from __future__ import annotations
 
