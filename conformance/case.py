@@ -29,6 +29,13 @@ class Case:
     printed: Mapping[str, str] = field(default_factory=dict)
     tolerance: ToleranceOverride | None = None
     tags: tuple[str, ...] = ()
+    grad: tuple[str, ...] = ()  # tensors to differentiate the loss by; empty for a loss-value case
+    grad_output: Any = None  # literal or generator of the incoming gradient; None: ones
+
+    @property
+    def checks(self) -> tuple[str | None, ...]:
+        """What each result of the case is about: the loss (None) or the gradient by each tensor of `grad`."""
+        return self.grad or (None,)
 
     @property
     def path(self) -> str:

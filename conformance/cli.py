@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import re
 import signal
 import sys
@@ -20,7 +21,7 @@ from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .isolation import DEFAULT_TIMEOUT, Settings
 from .loader import load_cases
-from .results import Run
+from .results import Run, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -50,8 +51,19 @@ def _write(text: str, output: Path | None) -> None:
         raise ConfigError(f"{output}: cannot write report: {exc}") from None
 
 
+def _require_grad(run: Run) -> None:
+    """--require-grad: a gradient case a backend cannot differentiate fails instead of being unsupported."""
+    run.results[:] = [
+        dataclasses.replace(r, status=Status.FAILED, message=f"{r.message}; --require-grad makes this a failure")
+        if r.status == Status.UNSUPPORTED else r
+        for r in run.results
+    ]
+
+
 def _publish(run: Run, args: argparse.Namespace) -> int:
     """Write the report, print the table, and say how the run went in the exit status."""
+    if args.require_grad:
+        _require_grad(run)
     _write(report.RENDERERS[args.format](run), args.output)
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(run))
@@ -135,16 +147,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_backends(args: argparse.Namespace) -> int:
     entries = registry.select(args.backend) if args.backend else registry.known()
-    rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes), b.origin]
+    rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes),
+             ", ".join(b.gradients) if b.available else "", b.origin]
             for b in runner.inspect(entries)]
-    print(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "from"]))
+    print(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "gradients", "from"]))
     return EXIT_OK
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
     cases = _select_cases(args.cases, args.k)
-    rows = [[c.id, c.op, f"reject {c.reject}" if c.reject else "value", ",".join(c.dtypes), c.source, c.description]
-            for c in cases]
+    def expects(case: Case) -> str:
+        outcome = f"reject {case.reject}" if case.reject else "value"
+        return outcome + (f" of d/d {','.join(case.grad)}" if case.grad else "")
+
+    rows = [[c.id, c.op, expects(c), ",".join(c.dtypes), c.source, c.description] for c in cases]
     print(tabulate(rows, headers=["id", "op", "expects", "dtypes", "source", "description"],
                    maxcolwidths=[None, None, None, None, None, 60]))
     print(f"\n{len(cases)} cases")
@@ -181,16 +197,18 @@ def _parser() -> argparse.ArgumentParser:
                          help="case file or folder (repeatable; default: the shipped cases)")
         sub.add_argument("-k", action="append", metavar="REGEX", help="select case ids matching REGEX (repeatable)")
 
-    def rendering(sub: argparse.ArgumentParser) -> None:
+    def reporting(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--format", choices=report.FORMATS, default="table")
         sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
+        sub.add_argument("--require-grad", action="store_true",
+                         help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
 
     run = commands.add_parser("run", help="run the cases on backends and report")
     selection(run)
     run.add_argument("--backend", action="append", metavar="NAME",
                      help="backend name or package.module:attr (repeatable; default: every built-in backend)")
     run.add_argument("--dtype", action="append", choices=list(NUMPY_DTYPES), help="only this dtype (repeatable)")
-    rendering(run)
+    reporting(run)
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: only on a terminal)")
     run.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
@@ -209,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
     rerender.add_argument("file", type=Path, metavar="FILE", help="a results file (.jsonl) written by run")
-    rendering(rerender)
+    reporting(rerender)
     rerender.set_defaults(handler=cmd_report)
 
     backends = commands.add_parser("backends", help="list backends with availability and reason")
@@ -219,6 +237,9 @@ def _parser() -> argparse.ArgumentParser:
     cases = commands.add_parser("cases", help="list the cases")
     selection(cases)
     cases.set_defaults(handler=cmd_cases)
+
+    from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
+    register_accuracy(commands)
     return parser
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -79,6 +79,21 @@ def check_rejection(outcome: Outcome, rule: str) -> Verdict:
                        expected=f"rejection ({rule})", got=_raised(outcome.error))
     return Verdict(Status.PASSED, f"rejected: {_raised(outcome.error)}", expected=f"rejection ({rule})",
                    got=_raised(outcome.error))
+
+
+def check_gradient(outcome: Outcome, wrt: str, expected: Expected, allowed: np.ndarray) -> Verdict:
+    """A gradient passes when the backend returned a mapping whose `wrt` entry passes `check_value`."""
+    if outcome.error is None:
+        got = outcome.value
+        if not isinstance(got, Mapping):
+            return Verdict(Status.FAILED, f"returned {type(got).__name__}, expected a mapping of gradients by name",
+                           expected=f"gradient by {wrt}", got=describe(got))
+        if wrt not in got:
+            names = ", ".join(map(repr, got)) or "none"
+            return Verdict(Status.FAILED, f"returned no gradient for {wrt!r} (got {names})",
+                           expected=f"gradient by {wrt}", got=", ".join(map(str, got)))
+        outcome = Outcome(value=got[wrt])
+    return check_value(outcome, expected, allowed)
 
 
 def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Verdict:

@@ -8,18 +8,25 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .adapter import Backend, call
+from .adapter import Backend, call, call_grad
 from .compare import Outcome, Verdict
 from .results import Status
 
 
 @dataclass(frozen=True)
 class Call:
-    """What a backend is asked to do: one op on the tensors of one case under one dtype."""
+    """What a backend is asked to do: one op on the tensors of one case under one dtype, or its gradients."""
 
     op: str
-    tensors: Mapping[str, np.ndarray]
+    tensors: Mapping[str, np.ndarray]  # with `grad_output` for a gradient call
     reduction: Any
+    wrt: tuple[str, ...] = ()  # the tensors to differentiate the loss by; empty: the loss itself
+
+
+def _perform(backend: Backend, request: Call, tensors: Mapping[str, np.ndarray]) -> Any:
+    if request.wrt:
+        return call_grad(backend, request.op, tensors, request.reduction, tensors["grad_output"], request.wrt)
+    return call(backend, request.op, tensors, request.reduction)
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,8 @@ class _WarningCounter:
 
 
 def execute(backend: Backend, request: Call) -> Execution:
-    """Call the backend on copies of the inputs: what it returned or raised, how long it took, what it changed."""
+    """Call the backend on copies of the inputs (grad_output included): what it returned or raised, how long it
+    took, what it changed."""
     tensors = {name: array.copy() for name, array in request.tensors.items()}
     counter = _WarningCounter()
     fault = outcome = None
@@ -57,7 +65,7 @@ def execute(backend: Backend, request: Call) -> Execution:
         warnings.simplefilter("always")
         warnings.showwarning = counter
         try:
-            outcome = Outcome(value=call(backend, request.op, tensors, request.reduction))
+            outcome = Outcome(value=_perform(backend, request, tensors))
         except MemoryError as exc:
             fault = Verdict(Status.CRASHED, f"ran out of memory: MemoryError: {exc}".rstrip(": "))
         except SystemExit as exc:

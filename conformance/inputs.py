@@ -37,13 +37,15 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Inputs:
-    """The tensors of one case under one dtype, and the reduction argument."""
+    """The tensors of one case under one dtype, the reduction argument, and a gradient case's grad_output."""
 
     tensors: Mapping[str, np.ndarray]
     reduction: Any
+    grad_output: np.ndarray | None = None
 
-    def copies(self) -> dict[str, np.ndarray]:
-        return {name: array.copy() for name, array in self.tensors.items()}
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array a backend receives: the tensors, and grad_output when there is one."""
+        return dict(self.tensors) if self.grad_output is None else {**self.tensors, "grad_output": self.grad_output}
 
 
 def _exact(value: Any) -> Fraction | float:
@@ -146,4 +148,18 @@ def materialize(case: Case, dtype: str) -> Inputs:
             tensors[name] = tensor(spec, tensor_dtype)
         except InputError as exc:
             raise InputError(f"{name} ({tensor_dtype}): {exc}") from None
-    return Inputs(tensors=tensors, reduction=case.reduction)
+    return Inputs(tensors=tensors, reduction=case.reduction, grad_output=_grad_output(case, dtype, tensors))
+
+
+def _grad_output(case: Case, dtype: str, tensors: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """A gradient case's incoming gradient in the target's dtype (the loss's); default ones of the loss's shape."""
+    if not case.grad:
+        return None
+    output_dtype = case.tensor_dtype("target", dtype)
+    if case.grad_output is None:
+        shape = tensors["input"].shape if case.reduction == "none" else ()
+        return np.ones(shape, dtype=NUMPY_DTYPES[output_dtype])
+    try:
+        return tensor(case.grad_output, output_dtype)
+    except InputError as exc:
+        raise InputError(f"grad_output ({output_dtype}): {exc}") from None

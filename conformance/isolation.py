@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -85,6 +85,20 @@ def _travels(obj: Any) -> bool:
         return False
 
 
+def _portable_value(value: Any) -> Any:
+    """The value, or a `_Stranger` for it; a mapping (of gradients) that cannot travel becomes a dict of its items."""
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object or _travels(value):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            items = {key: _portable_value(item) for key, item in value.items()}
+        except Exception:
+            items = None
+        if items is not None and _travels(items):
+            return items
+    return _Stranger.of(value)
+
+
 def _portable(execution: Execution) -> Execution:
     """The execution with anything that would not survive pickling replaced by a `_Stranger`."""
     outcome = execution.outcome
@@ -94,19 +108,26 @@ def _portable(execution: Execution) -> Execution:
         if _travels(outcome.error):
             return execution
         return replace(execution, outcome=Outcome(error=_Stranger.of(outcome.error)))
-    value = outcome.value
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object or _travels(value):
-        return execution
-    return replace(execution, outcome=Outcome(value=_Stranger.of(value)))
+    value = _portable_value(outcome.value)
+    return execution if value is outcome.value else replace(execution, outcome=Outcome(value=value))
+
+
+def _revived_value(value: Any) -> Any:
+    if isinstance(value, _Stranger):
+        return value.revive()
+    if type(value) is dict and any(isinstance(item, _Stranger) for item in value.values()):
+        return {key: _revived_value(item) for key, item in value.items()}
+    return value
 
 
 def _revived(execution: Execution) -> Execution:
     outcome = execution.outcome
-    if outcome is not None and isinstance(outcome.error, _Stranger):
+    if outcome is None:
+        return execution
+    if isinstance(outcome.error, _Stranger):
         return replace(execution, outcome=Outcome(error=outcome.error.revive()))
-    if outcome is not None and isinstance(outcome.value, _Stranger):
-        return replace(execution, outcome=Outcome(value=outcome.value.revive()))
-    return execution
+    value = _revived_value(outcome.value)
+    return execution if value is outcome.value else replace(execution, outcome=Outcome(value=value))
 
 
 def _die_with_runner() -> None:

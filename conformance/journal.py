@@ -66,7 +66,7 @@ def _drop_partial_line(path: Path) -> None:
 
 
 def _backend(data: dict[str, Any]) -> BackendInfo:
-    return BackendInfo(**{**data, "dtypes": tuple(data.get("dtypes", ()))})
+    return BackendInfo(**{**data, **{key: tuple(data.get(key, ())) for key in ("dtypes", "gradients")}})
 
 
 def read(path: Path) -> Run:
@@ -77,7 +77,7 @@ def read(path: Path) -> Run:
         raise ConfigError(f"{path}: cannot read results: {exc}") from None
     text = text[: text.rfind("\n") + 1]  # without the half-written line a killed runner may leave
     backends: dict[str, BackendInfo] = {}
-    results: dict[tuple[str, str, str], tuple[int, Result]] = {}
+    results: dict[tuple[str, str, str, str | None], tuple[int, Result]] = {}
     complete = False
     for number, line in enumerate(text.split("\n")[:-1], 1):
         try:

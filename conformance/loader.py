@@ -10,6 +10,8 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from reference import GRADIENT_OPS
+
 from .case import Case, ToleranceOverride
 from .errors import ConfigError
 
@@ -155,7 +157,7 @@ def _dimensions(literal: Any) -> int:
 
 
 def _check_sizes(case: dict, where: str) -> None:
-    for name, tensor in case["inputs"].items():
+    for name, tensor in {**case["inputs"], "grad_output": case.get("grad_output")}.items():
         if isinstance(tensor, dict) and _elements(tensor["shape"]) > MAX_ELEMENTS:
             raise ConfigError(f"{where}: case {case['id']!r}: {name} asks for {_elements(tensor['shape'])} elements, "
                               f"more than the limit of {MAX_ELEMENTS}")
@@ -164,11 +166,28 @@ def _check_sizes(case: dict, where: str) -> None:
                               f"a tensor has at most {MAX_DIMENSIONS} dimensions")
 
 
+def _check_gradient_fields(case: dict, where: str) -> None:
+    """`grad` names tensors the case has, on an op with specified gradients; grad_output and printed fit."""
+    prefix = f"{where}: case {case['id']!r}"
+    if "grad" not in case:
+        if "grad_output" in case:
+            raise ConfigError(f"{prefix}: grad_output without grad (name the tensors to differentiate by)")
+        return
+    if case["op"] not in GRADIENT_OPS:
+        raise ConfigError(f"{prefix}: no gradient is specified for op {case['op']!r} (only {', '.join(GRADIENT_OPS)})")
+    absent = [name for name in case["grad"] if name not in case["inputs"]]
+    if absent:
+        raise ConfigError(f"{prefix}: grad names {', '.join(absent)}, which the case's inputs do not have")
+    if "printed" in case:
+        raise ConfigError(f"{prefix}: printed values are loss values; a gradient case has none")
+
+
 def _to_case(raw: dict, where: str) -> Case:
     missing = [key for key in ("op",) if key not in raw] + [f"inputs.{k}" for k in ("input", "target") if k not in raw["inputs"]]
     if missing:
         raise ConfigError(f"{where}: case {raw['id']!r} has no {' or '.join(missing)} (set it in the case or in defaults)")
     _check_sizes(raw, where)
+    _check_gradient_fields(raw, where)
     expect = raw.get("expect", "value")
     tolerance = raw.get("tolerance")
     return Case(
@@ -184,6 +203,8 @@ def _to_case(raw: dict, where: str) -> Case:
         printed=dict(raw.get("printed", {})),
         tolerance=ToleranceOverride(float(tolerance["roundings"]), tolerance["reason"]) if tolerance else None,
         tags=tuple(raw.get("tags", ())),
+        grad=tuple(raw.get("grad", ())),
+        grad_output=raw.get("grad_output"),
     )
 
 

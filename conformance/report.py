@@ -22,6 +22,12 @@ from .results import GATE_FAILURES, NOT_RUN, Result, Run, Status, json_safe
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1
 STATUSES = tuple(Status)
+WRT_ORDER = (None, "input", "target", "weight", "pos_weight")
+
+
+def checked(wrt: str | None) -> str:
+    """What a result checks: the loss value, or the gradient by one tensor."""
+    return "loss" if wrt is None else f"d/d {wrt}"
 
 
 def _display_path(path: str) -> str:
@@ -42,7 +48,7 @@ def totals(run: Run) -> Counter:
 
 
 def ran(run: Run) -> int:
-    """Results that executed a backend (everything but skips)."""
+    """Results that executed a backend (everything but skipped and unsupported)."""
     return sum(1 for r in run.results if r.status not in NOT_RUN)
 
 
@@ -56,24 +62,25 @@ def _worst(values: list[float | None]) -> float | None:
 
 
 def summary(run: Run) -> list[dict[str, Any]]:
-    """One row per backend x op x dtype: how many cases ran, their statuses, the worst error and headroom."""
-    groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
+    """One row per backend x op x dtype x checked value (loss, or a gradient): statuses, worst error, headroom."""
+    groups: dict[tuple[str, str, str | None, str], list[Result]] = defaultdict(list)
     for result in run.results:
-        groups[(result.backend, result.op, result.dtype)].append(result)
+        groups[(result.backend, result.op, result.wrt, result.dtype)].append(result)
     backend_order = {name: i for i, name in enumerate(dict.fromkeys(r.backend for r in run.results))}
     dtype_order = {name: i for i, name in enumerate(NUMPY_DTYPES)}
     rows = []
-    for (backend, op, dtype), results in sorted(
-        groups.items(), key=lambda item: (backend_order[item[0][0]], item[0][1], dtype_order[item[0][2]])
+    for (backend, op, wrt, dtype), results in sorted(
+        groups.items(),
+        key=lambda item: (backend_order[item[0][0]], item[0][1], WRT_ORDER.index(item[0][2]), dtype_order[item[0][3]]),
     ):
         counts = Counter(r.status for r in results)
-        checked = [r for r in results if r.status in (Status.PASSED, Status.FAILED)]
+        compared = [r for r in results if r.status in (Status.PASSED, Status.FAILED)]
         rows.append({
-            "backend": backend, "op": op, "dtype": dtype,
+            "backend": backend, "op": op, "wrt": wrt, "dtype": dtype,
             "ran": len(results) - sum(counts[s] for s in NOT_RUN),
             **{str(s): counts[s] for s in STATUSES},
-            "worst_ulp": _worst([r.max_ulp_error for r in checked]),
-            "worst_headroom": _worst([r.headroom for r in checked]),
+            "worst_ulp": _worst([r.max_ulp_error for r in compared]),
+            "worst_headroom": _worst([r.headroom for r in compared]),
         })
     return rows
 
@@ -97,18 +104,24 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
     backend_rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, b.origin]
                     for b in run.backends]
     sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "from"], tablefmt=tablefmt))
-    rows = [[r["backend"], r["op"], r["dtype"], r["ran"], *(r[str(s)] for s in STATUSES),
-             _fmt(r["worst_ulp"]), _fmt(r["worst_headroom"])] for r in summary(run)]
+    rows = summary(run)
     if rows:
-        headers = ["backend", "op", "dtype", "ran", *map(str, STATUSES), "worst ulp", "headroom"]
-        sections.append(tabulate(rows, headers=headers, tablefmt=tablefmt))
+        # The unsupported column shows only where some backend lacks a gradient capability.
+        statuses = [s for s in STATUSES if s != Status.UNSUPPORTED or any(r[str(s)] for r in rows)]
+        table = [[r["backend"], r["op"], r["dtype"], checked(r["wrt"]), r["ran"], *(r[str(s)] for s in statuses),
+                  _fmt(r["worst_ulp"]), _fmt(r["worst_headroom"])] for r in rows]
+        counts = ["errors" if s == Status.ERROR else str(s) for s in statuses]
+        headers = ["backend", "op", "dtype", "checks", "ran", *counts, "worst ulp", "headroom"]
+        sections.append(tabulate(table, headers=headers, tablefmt=tablefmt))
     bad = [r for r in run.results if r.status in GATE_FAILURES]
     if bad:
-        failure_rows = [[r.backend, r.case_id, r.dtype, str(r.status), r.expected, r.got, _fmt(r.max_abs_error),
-                         _fmt(r.allowed), "" if r.index is None else tuple(r.index), r.message] for r in bad]
+        failure_rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
+                         str(r.status), r.expected, r.got, _fmt(r.max_abs_error), _fmt(r.allowed),
+                         "" if r.index is None else tuple(r.index), r.message] for r in bad]
         headers = ["backend", "case", "dtype", "status", "expected", "got", "error", "allowed", "where", "message"]
         sections.append(tabulate(failure_rows, headers=headers, tablefmt=tablefmt, maxcolwidths=[None] * 9 + [70]))
-        sections.append("Rerun one:\n" + "\n".join(f"  {rerun_command(r)}" for r in bad))
+        commands = dict.fromkeys(rerun_command(r) for r in bad)  # a gradient case's results share one command
+        sections.append("Rerun one:\n" + "\n".join(f"  {command}" for command in commands))
     sections.append(_closing_line(run))
     return sections
 
@@ -176,7 +189,8 @@ def render_junit(run: Run) -> str:
             ET.SubElement(case, "skipped", message=info.reason or "not run")
         for r in results:
             path, _, line = r.source.rpartition(":")
-            case = ET.SubElement(suite, "testcase", classname=f"{r.backend}.{r.op}", name=f"{r.case_id}[{r.dtype}]",
+            name = f"{r.case_id}[{r.dtype}]" + ("" if r.wrt is None else f"[{checked(r.wrt)}]")
+            case = ET.SubElement(suite, "testcase", classname=f"{r.backend}.{r.op}", name=name,
                                  file=path, line=line, time=f"{r.seconds:.6f}")
             if r.status == Status.FAILED:
                 ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r)

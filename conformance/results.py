@@ -14,7 +14,7 @@ class Status(str, Enum):
     CRASHED = "crashed"  # the backend's process died (signal, exit, out of memory) during the call
     TIMEOUT = "timeout"  # the call did not return within the time limit; its process was killed
     SKIPPED = "skipped"  # not run: the backend does not compute in this dtype
-    UNSUPPORTED = "unsupported"  # not run: the backend does not implement what the case exercises
+    UNSUPPORTED = "unsupported"  # not run: a gradient case on a backend without the gradient capability
 
     def __str__(self) -> str:
         return self.value
@@ -34,6 +34,7 @@ class Result:
     status: Status
     message: str
     source: str  # path:line of the case
+    wrt: str | None = None  # the tensor whose gradient this result checks; None for the loss value
     expected: str = ""
     got: str = ""
     max_abs_error: float | None = None
@@ -45,9 +46,9 @@ class Result:
     tags: list[str] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> tuple[str, str, str, str | None]:
         """What identifies a result within a run."""
-        return self.backend, self.case_id, self.dtype
+        return self.backend, self.case_id, self.dtype, self.wrt
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -92,6 +93,7 @@ class BackendInfo:
     reason: str = ""
     version: str = ""
     dtypes: tuple[str, ...] = ()
+    gradients: tuple[str, ...] = ()  # the ops it differentiates
 
 
 @dataclass

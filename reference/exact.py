@@ -73,3 +73,49 @@ def bce_with_logits(x: float, y: float, pos_weight: float) -> tuple[mpmath.mpf, 
         loss = linear + lw * softplus
     scale = _abs((1 - y) * x) + (1 + _abs(y) + _abs(pw * y)) * _abs(logsig)
     return loss, scale
+
+
+# --- gradients (PyTorch 2.13 autograd), before grad_output, weight and 1/N -----------------------
+
+def bce_grad_input(p: float, y: float, eps: float) -> tuple[mpmath.mpf, float]:
+    """dl/dp = (p - y) / max(p (1 - p), eps); eps is already in the input's dtype (0 in float16)."""
+    p, y = CTX.mpf(p), CTX.mpf(y)
+    numerator, denominator = p - y, max(p * (1 - p), CTX.mpf(eps))
+    if denominator == 0:  # eps rounded to 0 and p is 0 or 1: 0/0 or +-x/0
+        grad = CTX.nan if numerator == 0 else CTX.inf * CTX.sign(numerator)
+    else:
+        grad = numerator / denominator
+    return grad, _abs(grad)  # a chain of products and quotients: every rounding is relative to the result
+
+
+def bce_grad_target(p: float) -> tuple[mpmath.mpf, float]:
+    """dl/dy = -logit(p) = log1p(-p) - log(p), not clamped: +inf at p = 0, -inf at p = 1."""
+    p = CTX.mpf(p)
+    log_q, log_p = CTX.log1p(-p), CTX.log(p)
+    return log_q - log_p, _abs(log_q) + _abs(log_p)
+
+
+def bce_with_logits_grad_input(x: float, y: float, pos_weight: float) -> tuple[mpmath.mpf, float]:
+    """dl/dx = (pw y + 1 - y) sigmoid(x) - pw y, evaluated as (1 - y) sigmoid(x) - pw y sigmoid(-x)."""
+    x, y, pw = CTX.mpf(x), CTX.mpf(y), CTX.mpf(pos_weight)
+    positive = pw * y
+    if not (CTX.isfinite(y) and CTX.isfinite(pw)):  # the specification's own NaN and infinities
+        grad = (positive + 1 - y) * sigmoid(x) - positive
+    else:  # sigmoid(+-inf) is exactly 1 or 0 here, and nothing cancels at finite x
+        grad = (1 - y) * sigmoid(x) - positive * sigmoid(-x)
+    scale = (_abs(positive) + 1 + _abs(y)) * _abs(sigmoid(x)) + _abs(positive)
+    return grad, scale
+
+
+def bce_with_logits_grad_target(x: float, pos_weight: float) -> tuple[mpmath.mpf, float]:
+    """dl/dy = logsigmoid(-x) - pw logsigmoid(x) (exactly -x when pw = 1)."""
+    x, pw = CTX.mpf(x), CTX.mpf(pos_weight)
+    if CTX.isnan(x):
+        return CTX.nan, 0.0
+    softplus = CTX.log1p(CTX.exp(-abs(x)))
+    log_sig, log_sig_neg = min(x, 0) - softplus, min(-x, 0) - softplus
+    if not CTX.isfinite(pw):
+        grad = log_sig_neg - pw * log_sig
+    else:  # the softplus terms folded, so that pw = 1 gives -x without cancellation
+        grad = (pw - 1) * softplus + min(-x, 0) - pw * min(x, 0)
+    return grad, _abs(log_sig_neg) + _abs(pw * log_sig)

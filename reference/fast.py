@@ -39,3 +39,40 @@ def bce_with_logits(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> tup
         loss = np.where(np.isfinite(x), loss, literal)
         scale = np.abs((1 - y) * x) + (1 + np.abs(y) + np.abs(pw * y)) * np.abs(logsig)
     return loss, scale.astype(np.float64)
+
+
+def bce_grad_input(p: np.ndarray, y: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    p, y = p.astype(WIDE), y.astype(WIDE)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grad = (p - y) / np.maximum(p * (1 - p), WIDE(eps))
+    return grad, np.abs(grad).astype(np.float64)
+
+
+def bce_grad_target(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = p.astype(WIDE)
+    with np.errstate(divide="ignore"):
+        log_q, log_p = np.log1p(-p), np.log(p)
+    return log_q - log_p, (np.abs(log_q) + np.abs(log_p)).astype(np.float64)
+
+
+def bce_with_logits_grad_input(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y, pw = x.astype(WIDE), y.astype(WIDE), pos_weight.astype(WIDE)
+    positive = pw * y
+    with np.errstate(over="ignore", invalid="ignore"):
+        sig, sig_neg = sigmoid(x), sigmoid(-x)
+        grad = (1 - y) * sig - positive * sig_neg
+        literal = (positive + 1 - y) * sig - positive
+        grad = np.where(np.isfinite(y) & np.isfinite(pw), grad, literal)
+        scale = (np.abs(positive) + 1 + np.abs(y)) * sig + np.abs(positive)
+    return grad, scale.astype(np.float64)
+
+
+def bce_with_logits_grad_target(x: np.ndarray, pos_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, pw = x.astype(WIDE), pos_weight.astype(WIDE)
+    with np.errstate(over="ignore", invalid="ignore"):
+        softplus = np.log1p(np.exp(-np.abs(x)))
+        log_sig, log_sig_neg = np.minimum(x, 0) - softplus, np.minimum(-x, 0) - softplus
+        grad = (pw - 1) * softplus + np.minimum(-x, 0) - pw * np.minimum(x, 0)
+        grad = np.where(np.isfinite(pw), grad, log_sig_neg - pw * log_sig)
+        scale = np.abs(log_sig_neg) + np.abs(pw * log_sig)
+    return grad, scale.astype(np.float64)

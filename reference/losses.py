@@ -28,13 +28,13 @@ class Expected:
     working_dtype: str  # the least precise of input, target and output: the precision the formula may run in
 
 
-def _column(array: np.ndarray | None, shape: tuple[int, ...], default: float) -> np.ndarray:
+def broadcast_column(array: np.ndarray | None, shape: tuple[int, ...], default: float) -> np.ndarray:
     if array is None:
         return np.full(int(np.prod(shape)), default, dtype=np.float64)
     return np.broadcast_to(array.astype(np.float64), shape).ravel()
 
 
-def _exact_map(fn, *columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def exact_map(fn, *columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Apply a scalar 256-bit kernel element by element: (object array of mpf, float64 scales)."""
     pairs = [fn(*args) for args in zip(*columns)]
     losses = np.empty(len(pairs), dtype=object)
@@ -66,11 +66,11 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
     if method == "auto":
         method = "exact" if x.size <= EXACT_LIMIT else "fast"
     kernels = exact if method == "exact" else fast
-    run = (lambda fn, *cols: _exact_map(fn, *cols)) if method == "exact" else (lambda fn, *cols: fn(*cols))
+    run = (lambda fn, *cols: exact_map(fn, *cols)) if method == "exact" else (lambda fn, *cols: fn(*cols))
 
     if op == "bce_with_logits":
         signature = check_bce_with_logits(x, y, weight, pos_weight, reduction)
-        columns = (x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), _column(pos_weight, y.shape, 1.0))
+        columns = (x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), broadcast_column(pos_weight, y.shape, 1.0))
         losses, scale = run(kernels.bce_with_logits, *columns)
     elif op in ("bce", "sigmoid_bce"):
         p = x
@@ -85,7 +85,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
     else:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
 
-    w = _column(weight, y.shape, 1.0)
+    w = broadcast_column(weight, y.shape, 1.0)
     losses = losses * (w if method == "exact" else w.astype(fast.WIDE))
     # A scale beyond float64 (terms near the dtype's max) saturates; where the value is NaN it is moot.
     scale = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)

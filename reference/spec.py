@@ -7,6 +7,10 @@ import numpy as np
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 REDUCTIONS = ("none", "mean", "sum")
+DIFFERENTIABLE = ("input", "target")
+"""The tensors autograd differentiates the losses by; asking for weight or pos_weight raises."""
+BCE_GRAD_EPS = 9.999999960041972e-13
+"""PyTorch's `constexpr float EPSILON = 1e-12` (float32(1e-12)); BCE's backward converts it to the input's dtype."""
 
 
 class Rejected(Exception):
@@ -98,3 +102,10 @@ def check_bce_with_logits(
             _check_broadcast(name, array, target.shape)
     reduction = _check_reduction(reduction)
     return _signature(input, reduction, dtype_name(target))
+
+
+def check_differentiable(op: str, wrt: tuple[str, ...]) -> None:
+    """Autograd refuses a gradient with respect to weight or pos_weight (they cannot require grad)."""
+    refused = [name for name in wrt if name not in DIFFERENTIABLE]
+    if refused:
+        raise Rejected("not_differentiable", f"{op} is not differentiable with respect to {', '.join(refused)}")

@@ -1,7 +1,8 @@
 """Fault-injecting backends: the NumPy backend, misbehaving on the one case whose input holds `TRIGGER`.
 
 Each kills or hangs its process, or returns something no check foresaw; `tests/data/fault_cases.yaml`
-holds the case that triggers them and cases before and after it, which must still run and pass.
+holds the case that triggers them and cases before and after it, which must still run and pass
+(`tests/data/fault_gradient_cases.yaml` the same as gradient cases, for the faults that end a process).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import ctypes
 import os
 import sys
 import time
+import types
 import warnings
 
 import numpy as np
@@ -31,6 +33,15 @@ class Faulty(NumpyBackend):
 
     def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
         result = super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        return self.fault(input, result) if np.any(input == TRIGGER) else result
+
+    def bce_grad(self, input, target, **arguments):
+        """The gradients, and the fault on the trigger (where `result` is the mapping of gradients)."""
+        result = super().bce_grad(input, target, **arguments)
+        return self.fault(input, result) if np.any(input == TRIGGER) else result
+
+    def bce_with_logits_grad(self, input, target, **arguments):
+        result = super().bce_with_logits_grad(input, target, **arguments)
         return self.fault(input, result) if np.any(input == TRIGGER) else result
 
 
@@ -232,6 +243,31 @@ class ReprRaises:
 class ReturnsUnprintable(Faulty):
     def fault(self, input, result):
         return ReprRaises()
+
+
+# --- misbehaving gradients -----------------------------------------------------------------------
+
+class MutatesGradOutput(NumpyBackend):
+    """Right gradients of BCE, but it scales grad_output in place (as an in-place autograd hook might)."""
+
+    name = "fault-MutatesGradOutput"
+
+    def bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
+        result = super().bce_grad(input, target, weight=weight, reduction=reduction, grad_output=grad_output, wrt=wrt)
+        grad_output *= 2
+        return result
+
+
+class ReturnsMappingProxy(NumpyBackend):
+    """Not a fault: right gradients in a read-only mapping, a type that cannot be pickled back from a worker."""
+
+    name = "mapping-proxy"
+
+    def bce_grad(self, input, target, **arguments):
+        return types.MappingProxyType(super().bce_grad(input, target, **arguments))
+
+    def bce_with_logits_grad(self, input, target, **arguments):
+        return types.MappingProxyType(super().bce_with_logits_grad(input, target, **arguments))
 
 
 CRASHES = {Segfaults: "SIGSEGV", Aborts: "SIGABRT", CallsSysExit: "sys.exit(3)", ExitsHard: "status 7"}

@@ -276,17 +276,197 @@ class LogitsKeepInputDtype(_Logits):
         return result.astype(input.dtype)
 
 
+# --- gradients --------------------------------------------------------------------------------
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+class _Grads(Altered):
+    """Gradients with the NumPy backend's checks, and replaceable element derivatives and chain rule."""
+
+    eps = np.float32(1e-12)
+
+    def bce_local(self, p, y):
+        return {"input": (p - y) / np.maximum(p * (1 - p), np.asarray(self.eps).astype(p.dtype)),
+                "target": np.log1p(-p) - np.log(p)}
+
+    def logits_local(self, x, y, pw):
+        return {"input": (pw * y + 1 - y) * _sigmoid(x) - pw * y,
+                "target": -_softplus(x) + pw * _softplus(-x)}
+
+    def chain(self, local, grad_output, weight, reduction):
+        grad = local * grad_output.astype(local.dtype)
+        if weight is not None:
+            grad = grad * weight.astype(local.dtype)
+        return grad / np.float32(local.size) if reduction == "mean" and local.size else grad
+
+    def bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
+        NumpyBackend.bce_grad(self, input, target, weight=weight, reduction=reduction, grad_output=grad_output, wrt=wrt)
+        with np.errstate(all="ignore"):
+            local = self.bce_local(input, target)
+            return {n: self.chain(local[n], grad_output, weight, reduction).astype(input.dtype) for n in wrt}
+
+    def bce_with_logits_grad(self, input, target, *, weight, pos_weight, reduction, grad_output, wrt):
+        NumpyBackend.bce_with_logits_grad(self, input, target, weight=weight, pos_weight=pos_weight,
+                                          reduction=reduction, grad_output=grad_output, wrt=wrt)
+        work = np.promote_types(input.dtype, target.dtype)
+        pw = np.ones((), work) if pos_weight is None else pos_weight.astype(work)
+        with np.errstate(all="ignore"):
+            local = self.logits_local(input.astype(work), target.astype(work), pw)
+            dtypes = {"input": input.dtype, "target": target.dtype}
+            return {n: self.chain(local[n], grad_output, weight, reduction).astype(dtypes[n]) for n in wrt}
+
+
+class GradEpsTooLarge(_Grads):
+    """eps = 1e-7 (Keras's epsilon) in the BCE derivative: about 1e7 instead of 1e12 at p = 0 or 1."""
+
+    catches = {"grad-bce-eps-floor-ends": "float32", "grad-bce-eps-threshold": "float64"}
+    eps = np.float32(1e-7)
+
+
+class GradNoEps(_Grads):
+    catches = {"grad-bce-eps-floor-ends": "float64", "grad-bce-eps-floor-matching-ends": "float32",
+               "grad-bce-eps-floor-tiny-p": "float64"}
+
+    def bce_local(self, p, y):
+        return {**super().bce_local(p, y), "input": (p - y) / (p * (1 - p))}
+
+
+class GradEpsOfFloat32InHalf(_Grads):
+    """Keeps eps = float32(1e-12) in float16 arithmetic (PyTorch converts it to float16: 0), so 0/0 gives 0 not NaN."""
+
+    catches = {"grad-bce-eps-floor-matching-ends": "float16"}
+
+    def bce_local(self, p, y):
+        wide = super().bce_local(p.astype(np.float32), y.astype(np.float32))
+        return {name: grad.astype(p.dtype) for name, grad in wide.items()}
+
+
+class GradientSignFlipped(_Grads):
+    catches = {"grad-document-bce-mean": "float32", "grad-document-bce-with-logits-mean": "float64"}
+
+    def chain(self, local, grad_output, weight, reduction):
+        return -super().chain(local, grad_output, weight, reduction)
+
+
+class GradMeanNotDivided(_Grads):
+    catches = {"grad-document-bce-mean": "float64", "grad-document-bce-with-logits-mean": "float32"}
+
+    def chain(self, local, grad_output, weight, reduction):
+        return super().chain(local, grad_output, weight, "sum" if reduction == "mean" else reduction)
+
+
+class GradWeightDropped(_Grads):
+    catches = {"grad-bce-weight-last-dim": "float32", "grad-logits-weight-and-pos-weight": "float64"}
+
+    def chain(self, local, grad_output, weight, reduction):
+        return super().chain(local, grad_output, None, reduction)
+
+
+class GradOutputIgnored(_Grads):
+    catches = {"grad-bce-grad-output": "float32", "grad-bce-grad-output-mean": "float64",
+               "grad-logits-grad-output-sum": "bfloat16"}
+
+    def chain(self, local, grad_output, weight, reduction):
+        return super().chain(local, np.ones_like(grad_output), weight, reduction)
+
+
+class GradPosWeightOnNegativeTerm(_Grads):
+    """Differentiates pw (1 - y) softplus(x) + y softplus(-x): pos_weight on the negative term."""
+
+    catches = {"grad-logits-pos-weight-terms": "float32", "grad-logits-infinite-pos-weight": "float64"}
+
+    def logits_local(self, x, y, pw):
+        return {"input": (pw * (1 - y) + y) * _sigmoid(x) - y, "target": -pw * _softplus(x) + _softplus(-x)}
+
+
+class GradTargetClampedLikeTheLoss(_Grads):
+    """-logit(p) from the clamped logs: 100 instead of inf at p = 0, -100 instead of -inf at p = 1."""
+
+    catches = {"grad-bce-target-unclamped": "float64", "grad-bce-eps-floor-ends": "float32"}
+
+    def bce_local(self, p, y):
+        return {**super().bce_local(p, y), "target": np.maximum(np.log1p(-p), -100) - np.maximum(np.log(p), -100)}
+
+
+class LogitsGradThroughBce(_Grads):
+    """d/dx as BCE's derivative (eps floor included) times sigmoid'(x): vanishes in the tails (pytorch#103316)."""
+
+    catches = {"grad-logits-tails": "float64", "grad-logits-large": "float32"}
+
+    def logits_local(self, x, y, pw):
+        p = _sigmoid(x)
+        slope = p * (1 - p)
+        bce = (p - y) / np.maximum(slope, np.asarray(self.eps).astype(p.dtype))
+        return {**super().logits_local(x, y, pw), "input": bce * slope}
+
+
+class GradInLossDtype(_Grads):
+    """Returns every gradient in the loss's dtype (the target's), not in its own tensor's."""
+
+    catches = {"grad-logits-mixed-narrow-input": "float32", "grad-logits-mixed-narrow-target": "float32"}
+
+    def bce_with_logits_grad(self, input, target, **kwargs):
+        grads = super().bce_with_logits_grad(input, target, **kwargs)
+        return {name: grad.astype(target.dtype) for name, grad in grads.items()}
+
+
+class GradMissingTarget(_Grads):
+    """Returns the gradient by input only."""
+
+    catches = {"grad-document-bce-mean": "float32", "grad-logits-target-is-minus-x": "float64"}
+
+    def bce_grad(self, input, target, **kwargs):
+        return {k: v for k, v in super().bce_grad(input, target, **kwargs).items() if k == "input"}
+
+    def bce_with_logits_grad(self, input, target, **kwargs):
+        return {k: v for k, v in super().bce_with_logits_grad(input, target, **kwargs).items() if k == "input"}
+
+
+class GradByWeightAccepted(_Grads):
+    """Answers a gradient by weight (w's true derivative, the loss) instead of refusing it."""
+
+    catches = {"grad-bce-reject-weight": "float32", "grad-logits-reject-weight": "float64"}
+
+    def bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
+        loss = NumpyBackend.bce(self, input, target, weight=None, reduction="none")
+        return {name: loss for name in wrt}
+
+    def bce_with_logits_grad(self, input, target, *, weight, pos_weight, reduction, grad_output, wrt):
+        loss = NumpyBackend.bce_with_logits(self, input, target, weight=None, pos_weight=pos_weight, reduction="none")
+        return {name: loss for name in wrt}
+
+
+class GradOutputNegatedInPlace(_Grads):
+    """Right gradients, but it negates the caller's grad_output in place (an in-place op on the wrong tensor)."""
+
+    catches = {"grad-bce-grad-output": "float32"}
+
+    def bce_grad(self, input, target, *, grad_output, **kwargs):
+        np.negative(grad_output, out=grad_output)
+        return super().bce_grad(input, target, grad_output=-grad_output, **kwargs)
+
+
 MUTANTS = [ClampAt50, NoClamp, KerasEpsilonClip, Float16Inside, MeanOverRows, SumForMean, WeightNormalisedMean,
            EmptyMeanIsZero, SequentialHalfSum, AlwaysFloat64, KeepsDimsOnMean, ReturnsPythonFloat,
            AcceptsOutOfRange, BroadcastsShapes, UnknownReductionMeansMean, CastsIntegerTargets, ClipsInputInPlace,
            RaisesAttributeError, NaiveSoftplus, LogitsAsBceOfSigmoid, PosWeightOnNegativeTerm, PosWeightOnFirstDim,
-           LogitsKeepInputDtype]
+           LogitsKeepInputDtype,
+           GradEpsTooLarge, GradNoEps, GradEpsOfFloat32InHalf, GradientSignFlipped, GradMeanNotDivided,
+           GradWeightDropped, GradOutputIgnored, GradPosWeightOnNegativeTerm, GradTargetClampedLikeTheLoss,
+           LogitsGradThroughBce, GradInLossDtype, GradMissingTarget, GradByWeightAccepted, GradOutputNegatedInPlace]
 
 
 # --- correct variants: different code, same specification --------------------------------------
 
-class Float64Upcast(Altered):
-    """Computes every narrower dtype in float64 and rounds once at the end."""
+class Float64Upcast(_Grads):
+    """Computes every narrower dtype in float64 and rounds once at the end (gradients too, with the dtype's eps)."""
 
     kind = "variant"
 
@@ -302,6 +482,17 @@ class Float64Upcast(Altered):
         wide = super().bce_with_logits(input.astype(np.float64), target.astype(np.float64), weight=weight,
                                        pos_weight=pos_weight, reduction=reduction)
         return wide.astype(target.dtype)
+
+    def bce_local(self, p, y):
+        eps = np.asarray(self.eps).astype(p.dtype).astype(np.float64)  # PyTorch's eps stays that of the dtype
+        p, y = p.astype(np.float64), y.astype(np.float64)
+        return {"input": (p - y) / np.maximum(p * (1 - p), eps), "target": np.log1p(-p) - np.log(p)}
+
+    def logits_local(self, x, y, pw):
+        return super().logits_local(x.astype(np.float64), y.astype(np.float64), pw.astype(np.float64))
+
+    def chain(self, local, grad_output, weight, reduction):
+        return super().chain(local.astype(np.float64), grad_output, weight, reduction)
 
 
 class LogInsteadOfLog1p(_Bce):
@@ -339,4 +530,28 @@ class SymmetricSoftplusLogits(_Logits):
         return np.where(np.isfinite(x), accurate, super().logits_terms(x, y, pw))
 
 
-VARIANTS = [Float64Upcast, LogInsteadOfLog1p, ReversedFloat64Sum, SymmetricSoftplusLogits]
+class RearrangedGradients(_Grads):
+    """Algebraically rearranged gradients: (1 - y) sigmoid(x) - pw y sigmoid(-x), -logit(p) as -log(p / (1 - p))
+    (PyTorch's form), and the chain factors multiplied together before the derivative."""
+
+    kind = "variant"
+
+    def bce_local(self, p, y):
+        with np.errstate(divide="ignore"):
+            return {**super().bce_local(p, y), "target": -np.log(p / (1 - p))}
+
+    def logits_local(self, x, y, pw):
+        accurate = (1 - y) * _sigmoid(x) - pw * y * _sigmoid(-x)
+        literal = super().logits_local(x, y, pw)
+        return {**literal, "input": np.where(np.isfinite(y) & np.isfinite(pw), accurate, literal["input"])}
+
+    def chain(self, local, grad_output, weight, reduction):
+        factor = np.broadcast_to(grad_output.astype(local.dtype), local.shape)
+        if weight is not None:
+            factor = factor * weight.astype(local.dtype)
+        if reduction == "mean" and local.size:
+            factor = factor / np.float32(local.size)
+        return factor * local
+
+
+VARIANTS = [Float64Upcast, LogInsteadOfLog1p, ReversedFloat64Sum, SymmetricSoftplusLogits, RearrangedGradients]

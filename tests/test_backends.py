@@ -22,7 +22,8 @@ def test_backend_passes_every_case(shipped_cases, name):
     assert not bad, bad
     ran = {r.dtype for r in outcome.results}
     assert {"float16", "bfloat16", "float32", "float64", "int64", "bool"} <= ran
-    assert len(outcome.results) == sum(len(case.dtypes) for case in shipped_cases)
+    assert len(outcome.results) == sum(len(case.dtypes) * len(case.checks) for case in shipped_cases)
+    assert {r.wrt for r in outcome.results} == {None, "input", "target", "weight", "pos_weight"}
 
 
 def test_torch_cuda_is_skipped_with_its_reason_without_a_gpu(shipped_cases):

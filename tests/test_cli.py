@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from xml.etree import ElementTree as ET
@@ -9,6 +10,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from conformance import registry
+from conformance.backends.numpy_backend import NumpyBackend
 from conformance.cli import main
 
 DOC = ["--cases", "cases/document.yaml"]
@@ -104,6 +106,7 @@ def test_markdown_report(capsys):
 def test_backends_command_lists_availability(capsys):
     code, out, _ = run(capsys, "backends")
     assert code == 0 and "numpy" in out and "torch-cuda" in out
+    assert "gradients" in out and "bce, bce_with_logits" in out
 
 
 def test_cases_command(capsys):
@@ -154,3 +157,60 @@ def test_python_dash_m_entry(tmp_path):
     result = subprocess.run([sys.executable, "-m", "conformance", "run", "--backend", "numpy", *DOC],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+class LossOnly(NumpyBackend):
+    """The NumPy backend without its gradient capability."""
+
+    name = "loss-only"
+    bce_grad = None
+    bce_with_logits_grad = None
+
+
+GRAD_DOC = ["--cases", "cases/gradients_document.yaml", "--no-progress"]
+
+
+def test_a_backend_without_gradients_is_unsupported_not_failed(capsys):
+    code, out, _ = run(capsys, "run", "--backend", "tests.test_cli:LossOnly", "--backend", "numpy", *GRAD_DOC)
+    assert code == 0, out
+    header = next(line for line in out.splitlines() if line.startswith("backend    op"))
+    assert "unsupported" in header  # the summary gains the column when a backend lacks gradients
+    assert out.rstrip().endswith(", 0 skipped, 32 unsupported")  # 4 cases x 4 dtypes x 2 gradients
+
+
+def test_require_grad_turns_unsupported_into_failures(capsys):
+    code, out, _ = run(capsys, "run", "--backend", "tests.test_cli:LossOnly", *GRAD_DOC, "--require-grad",
+                       "--dtype", "float32", "--format", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["totals"] == {"passed": 0, "failed": 8, "error": 0, "crashed": 0, "timeout": 0, "skipped": 0,
+                                "unsupported": 0}
+    assert report["results"][0]["message"] == ("loss-only has no gradient capability for bce (bce_grad); "
+                                               "--require-grad makes this a failure")
+    code, _, _ = run(capsys, "run", "--backend", "numpy", *GRAD_DOC, "--require-grad")
+    assert code == 0
+
+
+def test_gradient_results_are_told_apart_in_every_format(capsys, tmp_path):
+    code, out, _ = run(capsys, "run", "--backend", "numpy", *GRAD_DOC, "--dtype", "float64", "-k", "with-logits-mean",
+                       "--format", "json", "--output", str(tmp_path / "r.json"))
+    assert code == 0
+    assert re.search(r"numpy +bce_with_logits +float64 +d/d input +1 +1 ", out)
+    assert re.search(r"numpy +bce_with_logits +float64 +d/d target +1 +1 ", out)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert {r["wrt"] for r in report["results"]} == {"input", "target"}
+    assert {(row["wrt"], row["passed"]) for row in report["summary"]} == {("input", 1), ("target", 1)}
+    assert report["totals"]["unsupported"] == 0
+    assert report["backends"][0]["gradients"] == ["bce", "bce_with_logits"]
+    code, out, _ = run(capsys, "run", "--backend", "tests.test_cli:LossOnly", *GRAD_DOC, "--format", "junit")
+    suite = ET.fromstring(out).find("testsuite")
+    names = [case.get("name") for case in suite.iter("testcase")]
+    assert "grad-document-bce-mean[float32][d/d target]" in names
+    assert int(suite.get("skipped")) == len(names) == 32
+
+
+def test_a_wrong_gradient_names_the_tensor(capsys):
+    code, out, _ = run(capsys, "run", "--backend", "tests.mutants:GradientSignFlipped", *GRAD_DOC, "--dtype", "float32",
+                       "-k", "grad-document-bce-mean")
+    assert code == 1
+    assert "grad-document-bce-mean (d/d input)" in out and "grad-document-bce-mean (d/d target)" in out

@@ -24,11 +24,17 @@ from . import faults
 FAULT_CASES = Path(__file__).parent / "data" / "fault_cases.yaml"
 TRIGGER = "fault-trigger"
 CASE_IDS = ("fault-before", TRIGGER, "fault-reject-out-of-range", "fault-after", "fault-after-logits")
+GRADIENT_CASES = Path(__file__).parent / "data" / "fault_gradient_cases.yaml"
 
 
 @pytest.fixture(scope="module")
 def cases():
     return load_cases([FAULT_CASES])
+
+
+@pytest.fixture(scope="module")
+def gradient_cases():
+    return load_cases([GRADIENT_CASES])
 
 
 def _entries(*backends):
@@ -101,6 +107,45 @@ def test_a_memory_blow_up_is_bounded_and_crashes_one_case(cases):
     assert_no_workers_left()
 
 
+@pytest.mark.parametrize("fault, status, words, settings", [
+    (faults.Segfaults, Status.CRASHED, "SIGSEGV", Settings()),
+    (faults.CallsSysExit, Status.CRASHED, "sys.exit(3)", Settings()),
+    (faults.Hangs, Status.TIMEOUT, "no result within 1 s", Settings(timeout=1.0)),
+], ids=["Segfaults", "CallsSysExit", "Hangs"])
+def test_a_gradient_call_that_crashes_or_hangs_costs_its_results_only(gradient_cases, fault, status, words, settings):
+    outcome = runner.run(gradient_cases, _entries(fault(), NumpyBackend()), ["float32"], progress=False,
+                         isolation=settings)
+    results = {(r.case_id, r.wrt): r for r in outcome.results if r.backend == fault().name}
+    assert set(results) == {(case.id, wrt) for case in gradient_cases for wrt in ("input", "target")}
+    for (case_id, wrt), result in results.items():
+        if case_id == "grad-fault-trigger":  # one call, both its results
+            assert result.status == status and words in result.message, (wrt, result.message)
+        else:
+            assert result.status == Status.PASSED, (case_id, wrt, result.message)
+    assert {r.status for r in outcome.results if r.backend == "numpy"} == {Status.PASSED}
+    assert_no_workers_left()
+
+
+@pytest.mark.parametrize("isolation", [Settings(), None], ids=["isolated", "in-process"])
+def test_a_gradient_call_that_changes_grad_output_fails(gradient_cases, isolation):
+    outcome = runner.run(gradient_cases, _entries(faults.MutatesGradOutput()), ["float64"], progress=False,
+                         isolation=isolation)
+    for result in outcome.results:
+        if result.op == "bce":
+            assert result.status == Status.FAILED and result.message == "modified its input 'grad_output'"
+        else:  # its BCE with logits is the NumPy backend's
+            assert result.status == Status.PASSED, result.message
+    assert_no_workers_left()
+
+
+def test_gradients_in_a_mapping_that_cannot_be_pickled_arrive_as_they_are_in_process(gradient_cases):
+    for isolation in (Settings(), None):
+        outcome = runner.run(gradient_cases, _entries(faults.ReturnsMappingProxy()), ["float32"], progress=False,
+                             isolation=isolation)
+        assert len(outcome.results) == 6 and {r.status for r in outcome.results} == {Status.PASSED}
+    assert_no_workers_left()
+
+
 def _poisoned(cases, backend, isolation):
     """(case, dtype) of the results that did not pass, and their messages."""
     try:
@@ -169,13 +214,14 @@ def _json_report(capsys, tmp_path, name, *argv):
 
 
 def test_runs_are_deterministic_and_isolation_changes_nothing(capsys, tmp_path):
-    argv = ["--cases", "cases/document.yaml", "--cases", str(FAULT_CASES), "--backend", "numpy",
-            "--backend", "tests.mutants:ClampAt50", "--backend", "tests.faults:Segfaults",
+    argv = ["--cases", "cases/document.yaml", "--cases", "cases/gradients_document.yaml", "--cases", str(FAULT_CASES),
+            "--backend", "numpy", "--backend", "tests.mutants:ClampAt50", "--backend", "tests.faults:Segfaults",
             "--backend", "tests.faults:NanEverywhere"]
     first = _json_report(capsys, tmp_path, "first", *argv)
     second = _json_report(capsys, tmp_path, "second", *argv)
     assert first == second
     assert {"passed", "crashed", "failed"} <= {r["status"] for r in first["results"]}
+    assert {None, "input", "target"} == {r["wrt"] for r in first["results"]}
     in_process = _json_report(capsys, tmp_path, "in-process", *argv[:-4], "--no-isolation")
     isolated = _json_report(capsys, tmp_path, "isolated", *argv[:-4])
     assert in_process == isolated

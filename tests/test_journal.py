@@ -104,7 +104,7 @@ def test_a_killed_run_keeps_its_results_leaves_no_process_and_resumes(capsys, tm
     assert finished.complete
     keys = [r.key for r in finished.results]
     assert len(keys) == len(set(keys)) == 23
-    assert {(r["backend"], r["case_id"], r["dtype"]) for r in kept} <= set(keys)
+    assert {(r["backend"], r["case_id"], r["dtype"], r["wrt"]) for r in kept} <= set(keys)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
@@ -143,6 +143,46 @@ def test_half_a_line_from_a_killed_writer_is_ignored_and_cut_on_resume(capsys, t
                  "--resume", str(results), "--no-progress"]) == 0
     capsys.readouterr()
     assert journal.read(results).complete and len(journal.read(results).results) == len(text) - 2
+
+
+GRADIENT_RUN = ["run", "--backend", "numpy", "--backend", "tests.test_cli:LossOnly", "--cases",
+                "cases/gradients_document.yaml", "--dtype", "float32", "--no-progress"]
+
+
+def test_gradient_results_stream_with_their_tensor_and_render_the_same_report(capsys, tmp_path):
+    output = tmp_path / "report.json"
+    assert main([*GRADIENT_RUN, "--format", "json", "--output", str(output)]) == 0
+    stream = tmp_path / "report.results.jsonl"
+    assert {(r["backend"], r["wrt"], r["status"]) for r in _results(stream)} == {
+        (backend, wrt, status) for backend, status in (("numpy", "passed"), ("loss-only", "unsupported"))
+        for wrt in ("input", "target")}
+    assert len(_results(stream)) == 16  # 4 cases x 2 backends x 2 tensors
+    again = tmp_path / "again.json"
+    capsys.readouterr()
+    assert main(["report", str(stream), "--format", "json", "--output", str(again)]) == 0
+    assert again.read_text() == output.read_text()
+    assert json.loads(again.read_text())["backends"][0]["gradients"] == ["bce", "bce_with_logits"]
+    # the file keeps `unsupported` as judged; --require-grad gates when the report is rendered
+    assert main(["report", str(stream), "--require-grad"]) == 1
+    assert "--require-grad makes this a failure" in capsys.readouterr().out
+
+
+def test_a_gradient_call_with_a_result_missing_runs_again_on_resume(capsys, tmp_path):
+    results = tmp_path / "run.jsonl"
+    assert main([*GRADIENT_RUN, "--results", str(results)]) == 0
+    lines = results.read_text().splitlines(keepends=True)
+    first = json.loads(lines[1])
+    partner = next(json.loads(line) for line in lines[2:] if json.loads(line).get("seq") == first["seq"] + 1)
+    assert (first["case_id"], first["wrt"], partner["wrt"]) == (partner["case_id"], "input", "target")
+    results.write_text(lines[0] + lines[1])  # killed between the two results of one gradient call
+    assert main([*GRADIENT_RUN, "--resume", str(results)]) == 0
+    capsys.readouterr()
+    finished = journal.read(results)
+    keys = [r.key for r in finished.results]
+    assert finished.complete and len(keys) == len(set(keys)) == 16
+    again = [json.loads(line) for line in results.read_text().splitlines()[2:]]
+    assert {"input", "target"} == {r["wrt"] for r in again if r.get("case_id") == first["case_id"]
+                                   and r.get("backend") == first["backend"]}  # its call ran again, both results
 
 
 @pytest.mark.parametrize("content, fragment", [

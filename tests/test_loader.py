@@ -45,11 +45,26 @@ def test_shipped_cases_cover_the_brief(shipped_cases):
     ops = Counter(case.op for case in shipped_cases)
     assert ops["bce"] >= 30 and ops["bce_with_logits"] >= 30 and ops["sigmoid_bce"] >= 5
     rules = Counter(case.reject for case in shipped_cases if case.reject)
-    assert set(rules) == {"out_of_range", "shape_mismatch", "weight_shape", "invalid_reduction", "dtype"}
+    assert set(rules) == {"out_of_range", "shape_mismatch", "weight_shape", "invalid_reduction", "dtype",
+                          "not_differentiable"}
     edge = [case for case in shipped_cases if "document" not in case.tags]
     assert len(edge) >= 60
     dtypes = {dtype for case in shipped_cases for dtype in case.dtypes}
     assert {"float16", "bfloat16", "float32", "float64", "int64", "bool"} <= dtypes
+
+
+
+def test_shipped_gradient_cases_cover_the_issue(shipped_cases):
+    gradient = [case for case in shipped_cases if case.grad]
+    assert {"grad-document-bce-mean", "grad-document-bce-with-logits-mean"} <= {case.id for case in gradient}
+    for op in ("bce", "bce_with_logits"):
+        cases = [case for case in gradient if case.op == op]
+        assert len(cases) >= 10
+        assert {"float16", "bfloat16", "float32", "float64"} <= {dtype for case in cases for dtype in case.dtypes}
+        assert {"input", "target"} <= {name for case in cases for name in case.grad}
+        assert any(case.grad_output is not None for case in cases)
+        assert {case.reduction for case in cases} == {"none", "mean", "sum"}
+    assert {"weight", "pos_weight"} <= {name for case in gradient if case.reject for name in case.grad}
 
 
 def test_defaults_are_merged(tmp_path):
@@ -229,3 +244,29 @@ def test_random_and_mutated_files_raise_only_config_errors(tmp_path, text):
                 materialize(case, dtype)
             except InputError:
                 pass
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ("    grad: [input]\n    op: sigmoid_bce\n", "no gradient is specified for op 'sigmoid_bce'"),
+    ("    grad: [pos_weight]\n", "grad names pos_weight, which the case's inputs do not have"),
+    ("    grad_output: [2]\n", "grad_output without grad"),
+    ("    grad: [input]\n    printed: {float32: '0.1'}\n", "printed values are loss values"),
+])
+def test_gradient_fields_are_checked(tmp_path, extra, fragment):
+    text = GOOD_CASE.replace("    op: bce\n", "") + extra
+    if "op:" not in extra:
+        text += "    op: bce\n"
+    path = write(tmp_path, text)
+    message = error_of(path)
+    assert message.startswith(f"{path}:3") and fragment in message
+
+
+def test_unknown_gradient_name_is_a_schema_error(tmp_path):
+    path = write(tmp_path, GOOD_CASE + "    grad: [reduction]\n")
+    assert "cases/0/grad/0" in error_of(path)
+
+
+def test_gradient_case_fields(tmp_path):
+    path = write(tmp_path, GOOD_CASE + "    grad: [target, input]\n    grad_output: [3]\n    reduction: none\n")
+    (case,) = load_cases([path])
+    assert case.grad == ("target", "input") and case.checks == ("target", "input") and case.grad_output == [3]

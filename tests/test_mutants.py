@@ -16,10 +16,16 @@ def outcome(shipped_cases):
     return runner.run(shipped_cases, [Entry(b.name, "test", b) for b in backends], progress=False)
 
 
-def _status(outcome, backend, case_id, dtype):
+def _results(outcome, backend, case_id, dtype):
+    """The results of one case x dtype: one for a loss case, one per differentiated tensor for a gradient case."""
     found = [r for r in outcome.results if (r.backend, r.case_id, r.dtype) == (backend, case_id, dtype)]
-    assert len(found) == 1, (backend, case_id, dtype)
-    return found[0]
+    assert found, (backend, case_id, dtype)
+    return found
+
+
+def _status(outcome, backend, case_id, dtype):
+    (result,) = _results(outcome, backend, case_id, dtype)
+    return result
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
@@ -28,9 +34,10 @@ def test_mutant_is_flagged(outcome, mutant, shipped_cases):
     assert mutant.catches, "a mutant must name the cases that catch it"
     for case_id, dtype in mutant.catches.items():
         assert case_id in ids, f"{case_id} is not a shipped case"
-        result = _status(outcome, mutant().name, case_id, dtype)
-        assert result.status in (Status.FAILED, Status.ERROR), (case_id, dtype, result.message)
-        assert result.message
+        results = _results(outcome, mutant().name, case_id, dtype)
+        flagged = [r for r in results if r.status in (Status.FAILED, Status.ERROR)]
+        assert flagged, (case_id, dtype, [(r.wrt, r.status, r.message) for r in results])
+        assert all(r.message for r in flagged)
 
 
 def test_adapter_bugs_are_errors_not_passes(outcome):
@@ -41,6 +48,24 @@ def test_adapter_bugs_are_errors_not_passes(outcome):
 def test_input_modification_is_named(outcome):
     result = _status(outcome, "mutant-ClipsInputInPlace", "bce-clamp-p0-y1", "float64")
     assert result.message == "modified its input 'input'"
+
+
+@pytest.mark.parametrize("mutant, case_id, dtype, flagged", [
+    ("GradTargetClampedLikeTheLoss", "grad-bce-eps-floor-ends", "float32", {"target"}),
+    ("GradEpsTooLarge", "grad-bce-eps-floor-ends", "float32", {"input"}),
+    ("GradMissingTarget", "grad-document-bce-mean", "float32", {"target"}),
+    ("GradInLossDtype", "grad-logits-mixed-narrow-input", "float32", {"input"}),
+    ("GradByWeightAccepted", "grad-bce-reject-weight", "float32", {"weight"}),
+])
+def test_gradient_mutants_are_flagged_on_the_wrong_gradient_only(outcome, mutant, case_id, dtype, flagged):
+    results = _results(outcome, f"mutant-{mutant}", case_id, dtype)
+    assert {r.wrt for r in results if r.status == Status.FAILED} == flagged
+    assert all(r.status == Status.PASSED for r in results if r.wrt not in flagged)
+
+
+def test_grad_output_modification_is_named(outcome):
+    results = _results(outcome, "mutant-GradOutputNegatedInPlace", "grad-bce-grad-output", "float32")
+    assert {r.message for r in results} == {"modified its input 'grad_output'"}
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.__name__)

@@ -1,4 +1,4 @@
-"""The README's adapter example is complete: copied as is, it passes every case it supports."""
+"""The README's adapter example is complete: copied as is, it passes every case it supports, gradients included."""
 from __future__ import annotations
 
 import re
@@ -25,3 +25,6 @@ def test_readme_adapter_passes(tmp_path, monkeypatch, shipped_cases):
     bad = [(r.case_id, r.dtype, r.message) for r in outcome.results if r.status in (Status.FAILED, Status.ERROR)]
     assert not bad, bad
     assert Status.PASSED in statuses and Status.SKIPPED in statuses  # float16 and bfloat16 are skipped
+    assert Status.UNSUPPORTED not in statuses  # it has the gradient capability, for both losses
+    gradients = {(r.op, r.wrt) for r in outcome.results if r.wrt and r.status == Status.PASSED}
+    assert {("bce", "input"), ("bce", "target"), ("bce_with_logits", "input"), ("bce_with_logits", "target")} <= gradients

@@ -36,6 +36,45 @@ def _check_float(**arrays: np.ndarray) -> None:
             raise TypeError(f"{name} has dtype {array.dtype}; a floating dtype is required")
 
 
+def _check_bce(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: Any) -> None:
+    _check_reduction(reduction)
+    _check_shapes(input, target, weight=weight)
+    _check_float(input=input)
+    if target.dtype != input.dtype:
+        raise TypeError(f"target dtype {target.dtype} differs from input dtype {input.dtype}")
+    for name, array in (("input", input), ("target", target)):
+        if not np.all((array >= 0) & (array <= 1)):
+            raise ValueError(f"all elements of {name} should be between 0 and 1")
+
+
+def _check_logits(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, pos_weight: np.ndarray | None,
+                  reduction: Any) -> None:
+    _check_reduction(reduction)
+    _check_shapes(input, target, weight=weight, pos_weight=pos_weight)
+    _check_float(input=input, target=target)
+
+
+def _check_wrt(wrt: tuple[str, ...]) -> None:
+    refused = [name for name in wrt if name not in ("input", "target")]
+    if refused:
+        raise ValueError(f"the loss is not differentiable with respect to {', '.join(refused)}")
+
+
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def _backward(local: np.ndarray, grad_output: np.ndarray, weight: np.ndarray | None, reduction: str,
+              dtype: np.dtype) -> np.ndarray:
+    """Chain an element's derivative: times grad_output (0-d after a reduction), times weight, over N for 'mean'."""
+    grad = local * grad_output.astype(local.dtype)
+    if weight is not None:
+        grad = grad * weight.astype(local.dtype)
+    if reduction == "mean":  # N itself may exceed float16's range (65504): divide in float32 at least
+        grad = grad / np.asarray(max(local.size, 1), dtype=np.promote_types(local.dtype, np.float32))
+    return grad.astype(dtype)
+
+
 def _reduce(loss: np.ndarray, reduction: str, dtype: np.dtype) -> np.ndarray:
     """Sum with a float32 accumulator at least (float16 and bfloat16 sums would overflow or drift)."""
     if reduction == "none":
@@ -66,14 +105,7 @@ class NumpyBackend:
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(input.dtype)
 
     def bce(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any) -> np.ndarray:
-        _check_reduction(reduction)
-        _check_shapes(input, target, weight=weight)
-        _check_float(input=input)
-        if target.dtype != input.dtype:
-            raise TypeError(f"target dtype {target.dtype} differs from input dtype {input.dtype}")
-        for name, array in (("input", input), ("target", target)):
-            if not np.all((array >= 0) & (array <= 1)):
-                raise ValueError(f"all elements of {name} should be between 0 and 1")
+        _check_bce(input, target, weight, reduction)
         with np.errstate(divide="ignore"):
             log_p = np.maximum(np.log(input), -100)
             log_q = np.maximum(np.log1p(-input), -100)
@@ -91,13 +123,11 @@ class NumpyBackend:
         pos_weight: np.ndarray | None,
         reduction: Any,
     ) -> np.ndarray:
-        _check_reduction(reduction)
-        _check_shapes(input, target, weight=weight, pos_weight=pos_weight)
-        _check_float(input=input, target=target)
+        _check_logits(input, target, weight, pos_weight, reduction)
         work = np.promote_types(input.dtype, target.dtype)
         x, y = input.astype(work), target.astype(work)
         with np.errstate(over="ignore", invalid="ignore"):
-            log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+            log_sigmoid = _log_sigmoid(x)
             if pos_weight is None:
                 loss = (1 - y) * x - log_sigmoid
             else:
@@ -105,6 +135,42 @@ class NumpyBackend:
             if weight is not None:
                 loss = loss * weight.astype(work)
         return _reduce(loss, reduction, target.dtype)
+
+
+    def bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                 grad_output: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """dl/dp = (p - y) / max(p (1 - p), eps) with PyTorch's eps in the input's dtype; dl/dy = -logit(p)."""
+        _check_bce(input, target, weight, reduction)
+        _check_wrt(wrt)
+        p, y = input, target
+        local = {}
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if "input" in wrt:
+                eps = np.asarray(np.float32(1e-12)).astype(p.dtype)
+                local["input"] = (p - y) / np.maximum(p * (1 - p), eps)
+            if "target" in wrt:
+                local["target"] = np.log1p(-p) - np.log(p)
+            return {name: _backward(d, grad_output, weight, reduction, p.dtype) for name, d in local.items()}
+
+    def bce_with_logits_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None,
+                             pos_weight: np.ndarray | None, reduction: Any, grad_output: np.ndarray,
+                             wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """dl/dx = (pw y + 1 - y) sigmoid(x) - pw y; dl/dy = logsigmoid(-x) - pw logsigmoid(x)."""
+        _check_logits(input, target, weight, pos_weight, reduction)
+        _check_wrt(wrt)
+        work = np.promote_types(input.dtype, target.dtype)
+        x, y = input.astype(work), target.astype(work)
+        pw = np.ones((), work) if pos_weight is None else pos_weight.astype(work)
+        local = {}
+        with np.errstate(over="ignore", invalid="ignore"):
+            if "input" in wrt:
+                e = np.exp(-np.abs(x))
+                sigmoid = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+                local["input"] = (pw * y + 1 - y) * sigmoid - pw * y
+            if "target" in wrt:
+                local["target"] = _log_sigmoid(-x) - pw * _log_sigmoid(x)
+            grads = {name: _backward(d, grad_output, weight, reduction, work) for name, d in local.items()}
+        return {name: grad.astype({"input": input.dtype, "target": target.dtype}[name]) for name, grad in grads.items()}
 
 
 BACKENDS = [NumpyBackend()]

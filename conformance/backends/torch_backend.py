@@ -1,7 +1,7 @@
-"""PyTorch backends: torch.nn.functional on the CPU and on a CUDA device. torch is imported lazily."""
+"""PyTorch backends: torch.nn.functional on the CPU and on a CUDA device; gradients by autograd. torch loads lazily."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import ml_dtypes
 import numpy as np
@@ -82,6 +82,35 @@ class TorchBackend:
             t(input), t(target), weight=t(weight), pos_weight=t(pos_weight), reduction=reduction
         )
         return self._array(result)
+
+
+    def _autograd(self, loss: Callable[..., Any], tensors: Mapping[str, np.ndarray | None], grad_output: np.ndarray,
+                  wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Backward of `loss(**tensors)` with `grad_output`; the tensors in `wrt` require grad (weight raises)."""
+        import torch
+
+        leaves = {name: self._tensor(array) for name, array in tensors.items()}
+        for name in wrt:
+            leaves[name] = leaves[name].detach().requires_grad_(True)
+        differentiated = [leaves[name] for name in wrt]
+        grads = torch.autograd.grad(loss(**leaves), differentiated, grad_outputs=self._tensor(grad_output))
+        return {name: self._array(grad) for name, grad in zip(wrt, grads)}
+
+    def bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                 grad_output: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        import torch.nn.functional as F
+
+        return self._autograd(lambda **t: F.binary_cross_entropy(**t, reduction=reduction),
+                              {"input": input, "target": target, "weight": weight}, grad_output, wrt)
+
+    def bce_with_logits_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None,
+                             pos_weight: np.ndarray | None, reduction: Any, grad_output: np.ndarray,
+                             wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        import torch.nn.functional as F
+
+        tensors = {"input": input, "target": target, "weight": weight, "pos_weight": pos_weight}
+        return self._autograd(lambda **t: F.binary_cross_entropy_with_logits(**t, reduction=reduction), tensors,
+                              grad_output, wrt)
 
 
 BACKENDS = [TorchBackend("cpu"), TorchBackend("cuda")]

@@ -1,0 +1,139 @@
+"""Sweep regions on backends: inputs per chunk -> exact loss (reference.sweep) and every backend -> statistics."""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from reference import sweep as exact_sweep
+
+from ..adapter import PROGRAMMING_ERRORS, Backend, call
+from ..compare import _raised, describe
+from ..dtypes import NUMPY_DTYPES
+from ..errors import ConfigError
+from ..registry import Entry
+from ..runner import inspect
+from .metrics import AgreementAccumulator, RowAccumulator, truth, ulp_errors
+from .records import REFERENCE, Atlas, Swept
+from .regions import Region
+from .sampling import Plan, Sample, plan
+
+
+def evaluate(backend: Backend, op: str, tensors: dict[str, np.ndarray], dtype: str) -> tuple[np.ndarray | None, float, str]:
+    """Call one op element-wise (reduction 'none') on copies of `tensors`: (result, seconds, why it is unusable)."""
+    copies = {name: array.copy() for name, array in tensors.items()}
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = call(backend, op, copies, "none")
+    except Exception as exc:
+        kind = "adapter bug: " if isinstance(exc, PROGRAMMING_ERRORS) else ""
+        return None, time.perf_counter() - start, f"{kind}raised {_raised(exc)}"
+    seconds = time.perf_counter() - start
+    shape = tensors["input"].shape
+    if not isinstance(got, np.ndarray) or got.dtype != NUMPY_DTYPES[dtype] or got.shape != shape:
+        return None, seconds, f"returned {describe(got)}, expected {dtype} of shape {shape}"
+    return got, seconds, ""
+
+
+def _tensors(sample: Sample) -> dict[str, np.ndarray]:
+    tensors = {"input": sample.input, "target": sample.target}
+    if sample.pos_weight is not None:
+        tensors["pos_weight"] = sample.pos_weight
+    return tensors
+
+
+def _plans(regions: Iterable[Region], dtypes: Iterable[str] | None, points: int | None) -> list[Plan]:
+    wanted = set(dtypes) if dtypes else None
+    plans = [plan(region, dtype, points) for region in regions for dtype in region.dtypes
+             if wanted is None or dtype in wanted]
+    if not plans:
+        raise ConfigError("no region is defined for the selected dtypes")
+    for dtype in sorted({p.dtype for p in plans}):
+        try:
+            exact_sweep.working_type(dtype)
+        except exact_sweep.PrecisionError as exc:
+            raise ConfigError(f"{exc}; leave {dtype} out with --dtype") from None
+    return plans
+
+
+@dataclass
+class _Progress:
+    reference_seconds: float = 0.0
+    points: int = 0
+
+
+def _sweep(p: Plan, backends: list[tuple[Backend, str]], rows: dict[str, RowAccumulator],
+           agreement: AgreementAccumulator, progress: _Progress, bar: tqdm) -> None:
+    """Every chunk of one plan: the exact loss once, then each backend that has not failed yet."""
+    op, dtype = p.region.op, p.dtype
+    for sample in p.chunks():
+        start = time.perf_counter()
+        target = sample.target if sample.hard_target is None else sample.hard_target
+        chunk_truth = truth(exact_sweep.loss(op, dtype, sample.input, target, sample.pos_weight), dtype)
+        progress.reference_seconds += time.perf_counter() - start
+        results = {}
+        for backend, name in backends:
+            row = rows[name]
+            if row.error:
+                continue
+            got, seconds, row.error = evaluate(backend, op, _tensors(sample), dtype)
+            row.seconds += seconds
+            if got is not None:
+                got = got.astype(np.float64, copy=False)
+                errors, mismatched = ulp_errors(got, chunk_truth)
+                row.add(sample, got, chunk_truth, errors, mismatched)
+                results[name] = (got, errors)
+        agreement.add(results, chunk_truth)
+        progress.points += sample.input.size
+        bar.update(sample.input.size)
+
+
+def build(regions: Iterable[Region], entries: list[Entry], dtypes: Iterable[str] | None = None,
+          points: int | None = None, progress: bool | None = None) -> Atlas:
+    """The atlas of every available backend over `regions`; `progress=None` shows a bar only on a terminal.
+
+    Ctrl-C stops the sweep and keeps what was measured (`Atlas.interrupted`).
+    """
+    started = time.perf_counter()
+    plans = _plans(regions, dtypes, points)
+    infos = inspect(entries)
+    active = [(entry.backend, info.name) for entry, info in zip(entries, infos) if info.available]
+    atlas = Atlas(backends=infos)
+    agreements: dict[tuple[str, str], AgreementAccumulator] = {}
+    bar = tqdm(total=sum(p.points for p in plans), desc="accuracy", unit="pt", unit_scale=True,
+               disable=None if progress is None else not progress, leave=False)
+    for p in plans:
+        op, dtype = p.region.op, p.dtype
+        backends = [(backend, name) for backend, name in active if dtype in backend.dtypes]
+        atlas.skipped += [(name, dtype) for backend, name in active
+                          if dtype not in backend.dtypes and (name, dtype) not in atlas.skipped]
+        names = [REFERENCE] + [name for _, name in backends]
+        agreement = agreements.setdefault((op, dtype), AgreementAccumulator(op, dtype, names))
+        rows = {name: RowAccumulator(name, p) for _, name in backends}
+        done = _Progress()
+        try:
+            _sweep(p, backends, rows, agreement, done, bar)
+        except KeyboardInterrupt:
+            atlas.interrupted = True
+            for row in rows.values():
+                row.error = row.error or f"interrupted after {done.points:,} of {p.points:,} points"
+        region = p.region
+        atlas.swept.append(Swept(region.id, op, dtype, p.low, p.high, region.spacing, region.target, region.pos_weight,
+                                 done.points, p.grid, p.random, region.seed, p.exhaustive and not atlas.interrupted,
+                                 done.reference_seconds))
+        for row in rows.values():
+            record, envelope = row.finish()
+            atlas.rows.append(record)
+            atlas.envelopes.append(envelope)
+        if atlas.interrupted:
+            break
+    bar.close()
+    atlas.agreement = [a for accumulator in agreements.values() for a in accumulator.finish()]
+    atlas.wall_seconds = time.perf_counter() - started
+    return atlas
