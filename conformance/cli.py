@@ -1,24 +1,31 @@
-"""Command line: `python -m conformance run | fuzz | backends | cases`. Exit 0 all passed, 1 a failure, 2 usage error."""
+"""Command line: `python -m conformance run | report | fuzz | accuracy | backends | cases`.
+
+Exit 0 all passed, 1 a failure, 2 usage error, 128 + N when signal N (Ctrl-C, SIGTERM) interrupted a run.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import re
+import signal
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import registry, report, runner
+from . import journal, registry, report, runner
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .fuzz import PROFILES, FuzzConfig, fuzz
+from .isolation import DEFAULT_TIMEOUT, Settings
 from .loader import load_cases
 from .properties import all_properties
-from .results import Status
+from .results import Run, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -48,7 +55,7 @@ def _write(text: str, output: Path | None) -> None:
         raise ConfigError(f"{output}: cannot write report: {exc}") from None
 
 
-def _require_grad(run: runner.Run) -> None:
+def _require_grad(run: Run) -> None:
     """--require-grad: a gradient case a backend cannot differentiate fails instead of being unsupported."""
     run.results[:] = [
         dataclasses.replace(r, status=Status.FAILED, message=f"{r.message}; --require-grad makes this a failure")
@@ -57,16 +64,14 @@ def _require_grad(run: runner.Run) -> None:
     ]
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    cases = _select_cases(args.cases, args.k)
-    entries = registry.select(args.backend)
-    run = runner.run(cases, entries, args.dtype, progress=args.progress)
+def _publish(run: Run, args: argparse.Namespace) -> int:
+    """Write the report, print the table, and say how the run went in the exit status."""
     if args.require_grad:
         _require_grad(run)
     return _finish(run, args)
 
 
-def _finish(run: runner.Run, args: argparse.Namespace) -> int:
+def _finish(run: Run, args: argparse.Namespace) -> int:
     """Write the report; the exit status of a run."""
     _write(report.RENDERERS[args.format](run), args.output)
     if args.output is not None and args.format != "table":
@@ -76,6 +81,77 @@ def _finish(run: runner.Run, args: argparse.Namespace) -> int:
         print(f"conformance: error: nothing ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if report.gate_passed(run) else EXIT_FAILED
+
+
+def _isolation(args: argparse.Namespace) -> Settings | None:
+    if not args.isolation:
+        if args.timeout is not None or args.memory_limit is not None:
+            raise ConfigError("--timeout and --memory-limit apply to worker processes; drop them or --no-isolation")
+        return None
+    if args.memory_limit is not None and sys.platform == "win32":
+        raise ConfigError("--memory-limit needs POSIX resource limits, which this platform lacks")
+    return Settings(DEFAULT_TIMEOUT if args.timeout is None else args.timeout, args.memory_limit)
+
+
+def _results_path(args: argparse.Namespace) -> Path | None:
+    """Where results stream: --resume's file, --results, or beside --output (REPORT.results.jsonl)."""
+    if args.resume is not None and args.results is not None and args.results != args.resume:
+        raise ConfigError("--resume FILE appends to FILE; --results names another file")
+    path = args.resume or args.results
+    if path is not None and path == args.output:
+        raise ConfigError(f"{path}: the results file and the --output report cannot be the same file")
+    if path is None and args.output is not None:
+        path = args.output.with_name(f"{args.output.stem}.results.jsonl")
+    return path
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[list[int]]:
+    """SIGTERM stops a run as Ctrl-C does (finished results kept, workers ended); yields the signals received."""
+    received: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        saved = {}
+    try:
+        yield received
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    isolation = _isolation(args)
+    path = _results_path(args)
+    previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
+    cases = _select_cases(args.cases, args.k)
+    entries = registry.select(args.backend)
+    sink = journal.Journal(path, resume=args.resume is not None) if path is not None else None
+    with _interruptible() as received, sink or contextlib.nullcontext():
+        run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
+                         journal=sink)
+    status = _publish(run, args)
+    if run.complete:
+        return status
+    signum = received[-1] if received else signal.SIGINT
+    kept = f"; finished results are in {path} (--resume {path} continues)" if path is not None else ""
+    print(f"conformance: interrupted by {signal.Signals(signum).name} after {len(run.results)} results{kept}",
+          file=sys.stderr)
+    return 128 + signum
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run = journal.read(args.file)
+    status = _publish(run, args)
+    if not run.complete:
+        print(f"conformance: {args.file}: the run did not finish; this report holds its {len(run.results)} results",
+              file=sys.stderr)
+    return status
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -114,6 +190,27 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return _finish(run, args)
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _size(text: str) -> int:
+    """Bytes from '512M', '4G', '1.5G' or a plain number."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 512M or 4G")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,18 +220,38 @@ def _parser() -> argparse.ArgumentParser:
                          help="case file or folder (repeatable; default: the shipped cases)")
         sub.add_argument("-k", action="append", metavar="REGEX", help="select case ids matching REGEX (repeatable)")
 
+    def reporting(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--format", choices=report.FORMATS, default="table")
+        sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
+        sub.add_argument("--require-grad", action="store_true",
+                         help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
+
     run = commands.add_parser("run", help="run the cases on backends and report")
     selection(run)
     run.add_argument("--backend", action="append", metavar="NAME",
                      help="backend name or package.module:attr (repeatable; default: every built-in backend)")
     run.add_argument("--dtype", action="append", choices=list(NUMPY_DTYPES), help="only this dtype (repeatable)")
-    run.add_argument("--format", choices=report.FORMATS, default="table")
-    run.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
+    reporting(run)
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: only on a terminal)")
-    run.add_argument("--require-grad", action="store_true",
-                     help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
+    run.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
+                     help="run backend calls in worker processes, so a crash or hang costs one case (default); "
+                          "--no-isolation runs them in this process, for debugging")
+    run.add_argument("--timeout", type=_positive, metavar="SECONDS",
+                     help=f"time limit of one backend call (default {DEFAULT_TIMEOUT:g})")
+    run.add_argument("--memory-limit", type=_size, metavar="SIZE",
+                     help="data-segment limit of each worker process, e.g. 4G (default: none)")
+    run.add_argument("--results", type=Path, metavar="FILE",
+                     help="stream results to this JSON Lines file as they finish (default: REPORT.results.jsonl "
+                          "beside --output, else none)")
+    run.add_argument("--resume", type=Path, metavar="FILE",
+                     help="continue the run recorded in FILE: skip what it holds, append the rest to it")
     run.set_defaults(handler=cmd_run)
+
+    rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
+    rerender.add_argument("file", type=Path, metavar="FILE", help="a results file (.jsonl) written by run")
+    reporting(rerender)
+    rerender.set_defaults(handler=cmd_report)
 
     backends = commands.add_parser("backends", help="list backends with availability and reason")
     backends.add_argument("--backend", action="append", metavar="NAME", help="only these (names or module:attr)")
@@ -147,7 +264,8 @@ def _parser() -> argparse.ArgumentParser:
     fuzz_cmd.add_argument("--op", action="append", choices=list(OPS), help="only this op (repeatable)")
     fuzz_cmd.add_argument("--dtype", action="append", choices=list(FLOAT_DTYPES), help="only this dtype (repeatable)")
     fuzz_cmd.add_argument("--profile", choices=list(PROFILES), default="ci",
-                          help="ci: 50 examples, seed 0; nightly: 10000 examples, a fresh seed (default: ci)")
+                          help="ci: 50 examples, seed 0; nightly: 10000 examples, a fresh seed (default: ci); "
+                               "the hypothesis profiles bce-ci and bce-nightly")
     fuzz_cmd.add_argument("--examples", type=int, metavar="N", help="examples per property x op x dtype x backend")
     fuzz_cmd.add_argument("--seed", type=int, metavar="N", help="hypothesis seed (the report prints the one used)")
     fuzz_cmd.add_argument("--database", type=Path, metavar="DIR", help="hypothesis example database (default: none)")

@@ -49,7 +49,11 @@ def describe(value: Any) -> str:
         if array.ndim == 0 and str(array.dtype) in FLOAT_DTYPES:
             return f"{_number(array.astype(np.float64))} ({array.dtype})"
         return f"{array.dtype} array of shape {array.shape}"
-    return f"{type(value).__name__} {value!r:.60}"
+    try:
+        shown = repr(value)
+    except Exception as exc:  # an adapter's object whose repr breaks is still described
+        shown = f"(repr raised {type(exc).__name__})"
+    return f"{type(value).__name__} {shown:.60}"
 
 
 def _printed_number(text: str) -> tuple[float, int]:
@@ -133,7 +137,9 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
     bad = ratio > 1
     if bad.any():
         count = int(bad.sum())
-        if nan_mismatch[worst] or inf_mismatch[worst]:
+        if np.isnan(g).all() and not np.isnan(e).all():
+            detail = f"NaN everywhere, expected {stats['expected']}{where}"
+        elif nan_mismatch[worst] or inf_mismatch[worst]:
             detail = f"got {stats['got']}, expected {stats['expected']}{where}"
         else:
             detail = (f"greatest error {float(err[worst]):.3g} ({float(ulps[worst]):.3g} ulp){where}: "

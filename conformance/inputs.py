@@ -27,6 +27,10 @@ SYMBOLS: dict[str, Callable[[Format], float]] = {
 """Dtype-relative values, in the spirit of glibc's libm test inputs; a leading '-' negates them."""
 
 
+_EXPONENT_LIMIT = 400
+"""Decimal exponents beyond which a value is infinite or zero in every dtype (float64 spans 1e-324 to 1e308)."""
+
+
 class InputError(ValueError):
     """A case's tensor cannot be built in the requested dtype."""
 
@@ -42,9 +46,6 @@ class Inputs:
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array a backend receives: the tensors, and grad_output when there is one."""
         return dict(self.tensors) if self.grad_output is None else {**self.tensors, "grad_output": self.grad_output}
-
-    def copies(self) -> dict[str, np.ndarray]:
-        return {name: array.copy() for name, array in self.arrays().items()}
 
 
 def _exact(value: Any) -> Fraction | float:
@@ -63,6 +64,8 @@ def _exact(value: Any) -> Fraction | float:
     if isinstance(value, Decimal):
         if not value.is_finite() or value.is_zero():
             return float(value)
+        if abs(value.adjusted()) > _EXPONENT_LIMIT:  # rounds to infinity or zero in every dtype: skip the huge integer
+            return math.copysign(math.inf if value.adjusted() > 0 else 0.0, value)
         return Fraction(value)
     raise InputError(f"unsupported value {value!r}")
 

@@ -18,6 +18,13 @@ from .errors import ConfigError
 MAX_ELEMENTS = 10**7
 """The largest tensor a case may ask for; larger requests are refused before anything is allocated."""
 
+MAX_FILE_BYTES = 4 * 2**20
+MAX_DEPTH = 16
+"""YAML nesting levels in a case file (the shipped files use 8); a tensor literal adds one per dimension."""
+MAX_NODES = 20_000
+"""YAML values in a case file, an alias counted as everything it stands for (the shipped files hold 600 at most)."""
+MAX_DIMENSIONS = 8
+
 
 def default_cases_dir() -> Path:
     """The shipped cases: inside the installed package, or beside it in a source checkout."""
@@ -32,7 +39,49 @@ def schema_validator(name: str = "case-file") -> jsonschema.protocols.Validator:
 
 
 class _CaseLoader(yaml.SafeLoader):
-    """Safe YAML that keeps decimal literals exact and refuses duplicate keys."""
+    """Safe YAML that keeps decimal literals exact, refuses duplicate keys, and refuses deep or huge documents
+    while composing them, before any Python object is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values in it, aliases expanded
+
+    def _count(self, nodes: int, mark: yaml.Mark) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_NODES} values (aliases counted as what "
+                                                          f"they stand for); generate large tensors instead", mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = self.anchors.get(event.anchor)
+            if node is not None and id(node) not in self._sizes:
+                raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to a value that "
+                                                              f"contains it", event.start_mark)
+            self._count(self._sizes.get(id(node), 0), event.start_mark)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        before = self._nodes
+        self._count(1, event.start_mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._sizes[id(node)] = self._nodes - before
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """Any failure to build a value (a 5000-digit integer, the date 2021-13-45) names its line."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value: {type(exc).__name__}: {exc}",
+                                                    node.start_mark) from None
 
 
 def _construct_decimal(loader: _CaseLoader, node: yaml.ScalarNode) -> Decimal:
@@ -57,20 +106,27 @@ _CaseLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 def _parse(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: file larger than {MAX_FILE_BYTES // 2**20} MiB")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    loader = _CaseLoader(text)
+    loader = None
     try:
+        loader = _CaseLoader(text)
         node = loader.get_single_node()
         return (loader.construct_document(node) if node is not None else None), node
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path}:{line}: invalid YAML: character #x{exc.character:04x}: {exc.reason}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _line_of(node: yaml.Node | None, path: Iterable[Any]) -> int:
@@ -96,11 +152,18 @@ def _elements(shape: list[int]) -> int:
     return count
 
 
+def _dimensions(literal: Any) -> int:
+    return 1 + max(map(_dimensions, literal), default=0) if isinstance(literal, list) else 0
+
+
 def _check_sizes(case: dict, where: str) -> None:
     for name, tensor in {**case["inputs"], "grad_output": case.get("grad_output")}.items():
         if isinstance(tensor, dict) and _elements(tensor["shape"]) > MAX_ELEMENTS:
             raise ConfigError(f"{where}: case {case['id']!r}: {name} asks for {_elements(tensor['shape'])} elements, "
                               f"more than the limit of {MAX_ELEMENTS}")
+        if not isinstance(tensor, dict) and _dimensions(tensor) > MAX_DIMENSIONS:
+            raise ConfigError(f"{where}: case {case['id']!r}: {name} nests lists {_dimensions(tensor)} deep; "
+                              f"a tensor has at most {MAX_DIMENSIONS} dimensions")
 
 
 def _check_gradient_fields(case: dict, where: str) -> None:
@@ -157,7 +220,8 @@ def read_validated(path: Path, validator: jsonschema.protocols.Validator) -> tup
     error = jsonschema.exceptions.best_match(primary)
     if error is not None:
         location = "/".join(str(step) for step in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{path}:{_line_of(root, error.absolute_path)}: {location}: {error.message}")
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        raise ConfigError(f"{path}:{_line_of(root, error.absolute_path)}: {location}: {message}")
     return data, root
 
 

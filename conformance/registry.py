@@ -24,6 +24,12 @@ class Entry:
     backend: Backend | None
     load_error: str = ""
 
+    def __reduce__(self) -> tuple:
+        """Pickles as its description where the backend can be loaded again from it: a worker process re-creates it."""
+        if self.backend is not None and (self.origin == "built-in" or ":" in self.origin):
+            return recreate, (self.name, self.origin)
+        return Entry, (self.name, self.origin, self.backend, self.load_error)
+
 
 def _as_backends(obj: Any, origin: str) -> list[Backend]:
     """Accept an adapter, a list of adapters, an adapter class, or a zero-argument callable returning either."""
@@ -69,6 +75,20 @@ def from_spec(spec: str) -> list[Entry]:
     except Exception as exc:
         raise ConfigError(f"backend {spec!r}: cannot load: {type(exc).__name__}: {exc}") from None
     return [Entry(b.name, spec, b) for b in _as_backends(obj, f"backend {spec!r}")]
+
+
+def recreate(name: str, origin: str) -> Entry:
+    """Load backend `name` again from its origin: built-in, an entry point, or a module:attr spec."""
+    if origin == "built-in":
+        candidates = builtin()
+    elif origin.startswith("entry point "):
+        candidates = [entry for entry in plugins() if entry.origin == origin]
+    else:
+        candidates = from_spec(origin)
+    for entry in candidates:
+        if entry.name == name and entry.backend is not None:
+            return entry
+    raise ConfigError(f"backend {name!r} is no longer found at {origin}")
 
 
 def known() -> list[Entry]:

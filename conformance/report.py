@@ -17,13 +17,11 @@ from xml.etree import ElementTree as ET
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
-from .results import Result, Status
-from .runner import Run
+from .results import GATE_FAILURES, NOT_RUN, Result, Run, Status, json_safe
 
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1
-STATUSES = (Status.PASSED, Status.FAILED, Status.ERROR, Status.SKIPPED, Status.UNSUPPORTED)
-NOT_RUN = (Status.SKIPPED, Status.UNSUPPORTED)
+STATUSES = tuple(Status)
 WRT_ORDER = (None, "input", "target", "weight", "pos_weight")
 
 
@@ -57,8 +55,7 @@ def ran(run: Run) -> int:
 
 
 def gate_passed(run: Run) -> bool:
-    counts = totals(run)
-    return counts[str(Status.FAILED)] == 0 and counts[str(Status.ERROR)] == 0
+    return not any(r.status in GATE_FAILURES for r in run.results)
 
 
 def _worst(values: list[float | None]) -> float | None:
@@ -100,8 +97,8 @@ def _fmt(value: float | None) -> str:
 
 def _closing_line(run: Run) -> str:
     counts = totals(run)
-    shown = [s for s in STATUSES if s != Status.UNSUPPORTED or counts[str(s)]]
-    return ", ".join(f"{counts[str(s)]} {s}" for s in shown)
+    line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
+    return line if run.complete else f"{line} (incomplete: the run was interrupted)"
 
 
 def _tables(run: Run, tablefmt: str) -> list[str]:
@@ -118,7 +115,7 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
         counts = ["errors" if s == Status.ERROR else str(s) for s in statuses]
         headers = ["backend", "op", "dtype", "checks", "ran", *counts, "worst ulp", "headroom"]
         sections.append(tabulate(table, headers=headers, tablefmt=tablefmt))
-    bad = [r for r in run.results if r.status in (Status.FAILED, Status.ERROR)]
+    bad = [r for r in run.results if r.status in GATE_FAILURES]
     if bad:
         failure_rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
                          str(r.status), r.expected, r.got, _fmt(r.max_abs_error), _fmt(r.allowed),
@@ -160,28 +157,18 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as the strings 'nan', 'inf', '-inf'."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def render_json(run: Run) -> str:
     document = {
         "format": "bce-conformance-report",
         "version": REPORT_VERSION,
+        "complete": run.complete,
         "environment": environment(),
         "backends": [asdict(b) for b in run.backends],
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "summary": summary(run),
         "results": [r.to_dict() for r in run.results],
     }
-    return json.dumps(_finite(document), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 
 
 def render_junit(run: Run) -> str:
@@ -193,7 +180,8 @@ def render_junit(run: Run) -> str:
         results = by_backend.get(info.name, [])
         counts = Counter(r.status for r in results)
         suite = ET.SubElement(root, "testsuite", name=info.name, tests=str(len(results) or 1),
-                              failures=str(counts[Status.FAILED]), errors=str(counts[Status.ERROR]),
+                              failures=str(counts[Status.FAILED]),
+                              errors=str(sum(counts[s] for s in GATE_FAILURES if s != Status.FAILED)),
                               skipped=str(sum(counts[s] for s in NOT_RUN) if results else 1),
                               time=f"{sum(r.seconds for r in results):.6f}")
         properties = ET.SubElement(suite, "properties")
@@ -208,8 +196,8 @@ def render_junit(run: Run) -> str:
                                  file=path, line=line, time=f"{r.seconds:.6f}")
             if r.status == Status.FAILED:
                 ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r)
-            elif r.status == Status.ERROR:
-                ET.SubElement(case, "error", message=r.message, type="error").text = rerun_command(r)
+            elif r.status in GATE_FAILURES:
+                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(r)
             elif r.status in NOT_RUN:
                 ET.SubElement(case, "skipped", message=r.message)
     ET.indent(root)

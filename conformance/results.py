@@ -1,7 +1,8 @@
-"""The result record: one case, one dtype, one backend."""
+"""The records of a run: one result per case, dtype and backend; what was known of each backend; the run itself."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -10,11 +11,18 @@ class Status(str, Enum):
     PASSED = "passed"
     FAILED = "failed"  # the backend's behaviour differs from the specification
     ERROR = "error"  # the harness could not judge: an adapter bug, or a case the reference contradicts
+    CRASHED = "crashed"  # the backend's process died (signal, exit, out of memory) during the call
+    TIMEOUT = "timeout"  # the call did not return within the time limit; its process was killed
     SKIPPED = "skipped"  # not run: the backend does not compute in this dtype
     UNSUPPORTED = "unsupported"  # not run: a gradient case on a backend without the gradient capability
 
     def __str__(self) -> str:
         return self.value
+
+
+NOT_RUN = (Status.SKIPPED, Status.UNSUPPORTED)
+GATE_FAILURES = (Status.FAILED, Status.ERROR, Status.CRASHED, Status.TIMEOUT)
+"""Statuses that make a run red."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,59 @@ class Result:
     tags: list[str] = field(default_factory=list)
     rerun: str = ""  # the command that reruns just this result, where the case file does not say it
 
+    @property
+    def key(self) -> tuple[str, str, str, str | None]:
+        """What identifies a result within a run."""
+        return self.backend, self.case_id, self.dtype, self.wrt
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = str(self.status)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """The inverse of `json_safe(result.to_dict())`; raises ValueError or TypeError on a malformed record."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise TypeError(f"unknown keys {', '.join(sorted(unknown))}")
+        values = {k: (_float(v) if k in _FLOAT_FIELDS else v) for k, v in data.items()}
+        return cls(**{**values, "status": Status(data.get("status"))})
+
+
+_FLOAT_FIELDS = {"max_abs_error", "allowed", "max_ulp_error", "headroom", "seconds"}
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _float(value: Any) -> Any:
+    return _NON_FINITE.get(value, value) if isinstance(value, str) else value
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as the strings 'nan', 'inf', '-inf'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    origin: str
+    available: bool
+    reason: str = ""
+    version: str = ""
+    dtypes: tuple[str, ...] = ()
+    gradients: tuple[str, ...] = ()  # the ops it differentiates
+
+
+@dataclass
+class Run:
+    backends: list[BackendInfo]
+    results: list[Result] = field(default_factory=list)
+    complete: bool = True  # False when the run was interrupted, or read back from an unfinished results file

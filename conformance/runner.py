@@ -1,10 +1,15 @@
-"""Run every selected case x dtype x backend: inputs -> reference and backend -> comparison -> result records."""
+"""Run every selected case x dtype x backend: inputs -> reference and backend -> comparison -> result records.
+
+The reference is computed here, in the runner's process; only the backend calls go to `isolation.Workers`
+(or, with `isolation=None`, run in this process). Results are judged as they come back, streamed to the
+journal, and returned in a fixed order, so that two runs on the same inputs give the same report.
+"""
 from __future__ import annotations
 
-import time
-import warnings
-from dataclasses import dataclass, field
-from typing import Iterable
+import sys
+from dataclasses import dataclass, replace
+from itertools import accumulate
+from typing import Iterable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -13,30 +18,21 @@ import reference
 from reference import Expected, Rejected
 
 from . import compare, tolerance
-from .adapter import GRADIENT_METHODS, Backend, call, call_grad, supports_grad
+from .adapter import GRADIENT_METHODS, supports_grad
 from .case import Case
-from .compare import Outcome, Verdict
+from .compare import Verdict
 from .dtypes import is_float
-from .inputs import InputError, Inputs, materialize
+from .execution import Call, Execution, InProcess
+from .inputs import Inputs, materialize
+from .isolation import Settings, Workers
+from .journal import Journal
 from .registry import Entry
-from .results import Result, Status
+from .results import BackendInfo, Result, Run, Status
 
+__all__ = ["BackendInfo", "Run", "Settings", "WARNING_STORM", "inspect", "run"]
 
-@dataclass(frozen=True)
-class BackendInfo:
-    name: str
-    origin: str
-    available: bool
-    reason: str = ""
-    version: str = ""
-    dtypes: tuple[str, ...] = ()
-    gradients: tuple[str, ...] = ()  # the ops it differentiates
-
-
-@dataclass
-class Run:
-    backends: list[BackendInfo]
-    results: list[Result] = field(default_factory=list)
+WARNING_STORM = 100
+"""More warnings than this from one call fail the case: a backend that warns per element is misbehaving."""
 
 
 @dataclass(frozen=True)
@@ -111,38 +107,44 @@ def _specify_loss(case: Case, inputs: Inputs, dtype: str) -> _Specified:
     return _Specified(expected=expected, allowed=tolerance.allowed(case.op, expected, case.tolerance))
 
 
-def _execute(backend: Backend, case: Case, inputs: Inputs) -> tuple[Outcome, float, str | None]:
-    """Call the backend on copies of the inputs; report what it did, how long it took, and any input it modified."""
-    tensors = inputs.copies()
-    start = time.perf_counter()
+def _build(case: Case, dtype: str) -> tuple[Inputs | None, dict[str | None, _Specified]]:
+    """The case's inputs in `dtype` and what the specification says of each of its results (`Case.checks`);
+    a case that cannot be built is an error."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if case.grad:
-                value = call_grad(backend, case.op, tensors, inputs.reduction, tensors["grad_output"], case.grad)
-            else:
-                value = call(backend, case.op, tensors, inputs.reduction)
-            outcome = Outcome(value=value)
+        inputs = materialize(case, dtype)
+    except Exception as exc:  # InputError, or a generator refusing its arguments
+        return None, dict.fromkeys(case.checks, _Specified(error=f"case cannot be built: {exc}"))
+    return inputs, _specify(case, inputs, dtype)
+
+
+def _judge(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:
+    if execution.fault is not None:
+        return execution.fault
+    assert execution.outcome is not None
+    if execution.modified is not None:
+        verdict = Verdict(Status.FAILED, f"modified its input {execution.modified!r}")
+    elif spec.reject is not None:
+        verdict = compare.check_rejection(execution.outcome, spec.reject)
+    else:
+        assert spec.expected is not None and spec.allowed is not None
+        if wrt is None:
+            verdict = compare.check_value(execution.outcome, spec.expected, spec.allowed)
+        else:
+            verdict = compare.check_gradient(execution.outcome, wrt, spec.expected, spec.allowed)
+    if execution.warnings > WARNING_STORM:
+        storm = f"emitted {execution.warnings} warnings in one call (first: {execution.first_warning})"
+        if verdict.status == Status.PASSED:
+            return replace(verdict, status=Status.FAILED, message=storm)
+        return replace(verdict, message=f"{verdict.message}; {storm}")
+    return verdict
+
+
+def _verdict(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:
+    """The judgement, whatever the backend sent back: a value no check foresaw is an error, never a traceback."""
+    try:
+        return _judge(spec, execution, wrt)
     except Exception as exc:
-        outcome = Outcome(error=exc)
-    seconds = time.perf_counter() - start
-    originals = inputs.arrays()
-    for name, array in tensors.items():
-        original = originals[name]
-        if array.shape != original.shape or array.tobytes() != original.tobytes():
-            return outcome, seconds, name
-    return outcome, seconds, None
-
-
-def _judge(spec: _Specified, outcome: Outcome, modified: str | None, wrt: str | None) -> Verdict:
-    if modified is not None:
-        return Verdict(Status.FAILED, f"modified its input {modified!r}")
-    if spec.reject is not None:
-        return compare.check_rejection(outcome, spec.reject)
-    assert spec.expected is not None and spec.allowed is not None
-    if wrt is not None:
-        return compare.check_gradient(outcome, wrt, spec.expected, spec.allowed)
-    return compare.check_value(outcome, spec.expected, spec.allowed)
+        return Verdict(Status.ERROR, f"the harness could not judge what the backend returned: {type(exc).__name__}: {exc}")
 
 
 def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: float = 0.0,
@@ -155,35 +157,106 @@ def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: flo
     )
 
 
-def run(cases: list[Case], entries: list[Entry], dtypes: Iterable[str] | None = None, progress: bool | None = None) -> Run:
-    """Every case x dtype x available backend. `progress=None` shows a bar only on a terminal."""
+def _poisons(entry: Entry, case: Case) -> bool:
+    """Whether the case may leave the backend's process unusable (an adapter's optional `poisoning_rejections`)."""
+    return case.reject is not None and case.reject in getattr(entry.backend, "poisoning_rejections", ())
+
+
+def run(
+    cases: list[Case],
+    entries: list[Entry],
+    dtypes: Iterable[str] | None = None,
+    progress: bool | None = None,
+    *,
+    isolation: Settings | None = Settings(),
+    previous: Mapping[tuple[str, str, str, str | None], Result] | None = None,
+    journal: Journal | None = None,
+) -> Run:
+    """Every case x dtype x available backend, backend calls in worker processes unless `isolation` is None.
+
+    A gradient case makes one backend call and gets one result per differentiated tensor (`Case.checks`).
+    Results in `previous` (keyed by `Result.key`) are taken as they are where a call's results are all there;
+    new results go to the journal as they are judged. Ctrl-C (KeyboardInterrupt) ends the run early: it
+    returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal.
+    """
+    previous = previous or {}
+    modules = set(sys.modules)
     infos = inspect(entries)
-    active = [(entry.backend, info) for entry, info in zip(entries, infos) if info.available]
+    # what probing the backends imported (torch, say): worth importing once for all worker processes
+    probed = [name for name in set(sys.modules) - modules
+              if "." not in name and getattr(sys.modules[name], "__file__", None)]
+    active = [entry for entry, info in zip(entries, infos) if info.available]
     wanted = set(dtypes) if dtypes else None
     work = [(case, dtype) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted]
+    # the results of one case x dtype x backend take consecutive places in the run's order, from `first`
+    firsts = list(accumulate((len(case.checks) * len(active) for case, _ in work), initial=0))
+    slots: list[Result | None] = [None] * firsts[-1]
+    waiting: dict[int, tuple[Entry, Case, str, dict[str | None, _Specified]]] = {}
     outcome = Run(backends=infos)
-    bar = tqdm(work, desc="cases", unit="case", disable=None if progress is None else not progress, leave=False)
-    for case, dtype in bar:
-        try:
-            inputs = materialize(case, dtype)
-            specs = _specify(case, inputs, dtype)
-        except InputError as exc:
-            inputs, specs = None, dict.fromkeys(case.checks, _Specified(error=f"case cannot be built: {exc}"))
-        float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
-        for backend, info in active:
-            unsupported = sorted(d for d in float_dtypes if is_float(d) and d not in backend.dtypes)
-            seconds = 0.0
-            if unsupported:
-                message = f"{info.name} does not compute in {', '.join(unsupported)}"
-                verdicts = dict.fromkeys(specs, Verdict(Status.SKIPPED, message))
-            elif case.grad and not supports_grad(backend, case.op):
-                message = f"{info.name} has no gradient capability for {case.op} ({GRADIENT_METHODS[case.op]})"
-                verdicts = dict.fromkeys(specs, Verdict(Status.UNSUPPORTED, message))
-            elif inputs is None or any(spec.error is not None for spec in specs.values()):
-                verdicts = {wrt: Verdict(Status.ERROR, spec.error or "") for wrt, spec in specs.items()}
-            else:
-                result, seconds, modified = _execute(backend, case, inputs)
-                verdicts = {wrt: _judge(spec, result, modified, wrt) for wrt, spec in specs.items()}
-            share = seconds / len(verdicts)  # one backend call serves all the results of a gradient case
-            outcome.results.extend(_record(info.name, case, dtype, v, share, wrt) for wrt, v in verdicts.items())
+    if journal is not None:
+        journal.begin(infos)
+    bar = tqdm(total=len(slots), desc="cases", unit="result", disable=None if progress is None else not progress,
+               leave=False)
+    calls = InProcess([entry.backend for entry in active]) if isolation is None else Workers(active, isolation, probed)
+
+    def settle(seq: int, result: Result, new: bool = True) -> None:
+        slots[seq] = result
+        if new and journal is not None:
+            journal.add(seq, result)
+        bar.update()
+
+    def settle_call(first: int, entry: Entry, case: Case, dtype: str, verdicts: dict[str | None, Verdict],
+                    seconds: float = 0.0) -> None:
+        share = seconds / len(verdicts)  # one backend call serves all the results of a gradient case
+        for offset, wrt in enumerate(case.checks):
+            settle(first + offset, _record(entry.name, case, dtype, verdicts[wrt], share, wrt))
+
+    def judge(done: Iterable[tuple[int, Execution]]) -> None:
+        for first, execution in done:
+            entry, case, dtype, specs = waiting.pop(first)
+            verdicts = {wrt: _verdict(spec, execution, wrt) for wrt, spec in specs.items()}
+            settle_call(first, entry, case, dtype, verdicts, execution.seconds)
+
+    try:
+        for number, (case, dtype) in enumerate(work):
+            todo = []
+            for index, entry in enumerate(active):
+                first = firsts[number] + index * len(case.checks)
+                kept = [previous.get((entry.name, case.id, dtype, wrt)) for wrt in case.checks]
+                if all(result is not None for result in kept):
+                    for offset, result in enumerate(kept):
+                        settle(first + offset, result, new=False)  # type: ignore[arg-type]
+                else:
+                    todo.append((first, index, entry))
+            if not todo:
+                continue
+            inputs, specs = _build(case, dtype)
+            float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
+            for first, index, entry in todo:
+                assert entry.backend is not None
+                missing = sorted(d for d in float_dtypes if is_float(d) and d not in entry.backend.dtypes)
+                if missing:
+                    verdict = Verdict(Status.SKIPPED, f"{entry.name} does not compute in {', '.join(missing)}")
+                    settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
+                elif case.grad and not supports_grad(entry.backend, case.op):
+                    verdict = Verdict(Status.UNSUPPORTED, f"{entry.name} has no gradient capability for {case.op} "
+                                                          f"({GRADIENT_METHODS[case.op]})")
+                    settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
+                elif inputs is None or any(spec.error is not None for spec in specs.values()):
+                    settle_call(first, entry, case, dtype,
+                                {wrt: Verdict(Status.ERROR, spec.error or "") for wrt, spec in specs.items()})
+                else:
+                    waiting[first] = (entry, case, dtype, specs)
+                    request = Call(case.op, inputs.arrays(), inputs.reduction, case.grad)
+                    calls.submit(first, index, request, fresh=_poisons(entry, case))
+            judge(calls.ready())
+        judge(calls.drain())
+    except KeyboardInterrupt:
+        outcome.complete = False
+    finally:
+        calls.close()
+        bar.close()
+    outcome.results = [result for result in slots if result is not None]
+    if journal is not None and outcome.complete:
+        journal.end()
     return outcome

@@ -5,7 +5,6 @@ import json
 import re
 import subprocess
 import sys
-from importlib.metadata import EntryPoint
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -28,7 +27,7 @@ def test_passing_run_exits_0_and_prints_the_tables(capsys):
     assert code == 0, out
     assert "document-bce-mean" not in out  # only failures are listed by id
     assert "numpy" in out and "worst ulp" in out
-    assert out.rstrip().endswith("0 failed, 0 error, 0 skipped")
+    assert out.rstrip().endswith("0 failed, 0 error, 0 crashed, 0 timeout, 0 skipped, 0 unsupported")
 
 
 def test_failing_backend_exits_1_and_prints_a_rerun_command(capsys):
@@ -45,7 +44,7 @@ def test_rerun_command_reruns_just_that_case(capsys):
     argv[argv.index("--backend") + 1] = "tests.mutants:ClampAt50"
     argv[-1] = argv[-1].strip("'")
     code, out, _ = run(capsys, *argv)
-    assert code == 1 and out.rstrip().endswith("0 passed, 1 failed, 0 error, 0 skipped")
+    assert code == 1 and "0 passed, 1 failed, 0 error, 0 crashed, 0 timeout" in out
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -138,10 +137,14 @@ class _Broken:
         raise AssertionError("internal")
 
 
-def test_entry_point_backends_are_found_and_broken_ones_reported(monkeypatch, capsys):
-    good = EntryPoint(name="broken", value="tests.test_cli:_Broken", group=registry.ENTRY_POINT_GROUP)
-    bad = EntryPoint(name="missing", value="no_such_package:adapter", group=registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [good, bad])
+def test_entry_point_backends_are_found_and_broken_ones_reported(monkeypatch, capsys, tmp_path):
+    """A real installed distribution (a .dist-info on sys.path), so that worker processes find it too."""
+    dist = tmp_path / "plugin_example-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-example\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\n"
+                                           "broken = tests.test_cli:_Broken\nmissing = no_such_package:adapter\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     code, out, _ = run(capsys, "backends")
     assert code == 0 and "failed to load: ModuleNotFoundError" in out
     code, out, _ = run(capsys, "run", "--backend", "broken", "--backend", "numpy", *DOC, "--dtype", "float32")
@@ -180,7 +183,8 @@ def test_require_grad_turns_unsupported_into_failures(capsys):
                        "--dtype", "float32", "--format", "json")
     assert code == 1
     report = json.loads(out)
-    assert report["totals"] == {"passed": 0, "failed": 8, "error": 0, "skipped": 0, "unsupported": 0}
+    assert report["totals"] == {"passed": 0, "failed": 8, "error": 0, "crashed": 0, "timeout": 0, "skipped": 0,
+                                "unsupported": 0}
     assert report["results"][0]["message"] == ("loss-only has no gradient capability for bce (bce_grad); "
                                                "--require-grad makes this a failure")
     code, _, _ = run(capsys, "run", "--backend", "numpy", *GRAD_DOC, "--require-grad")

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conformance.errors import ConfigError
+from conformance.inputs import InputError, materialize
 from conformance.loader import load_cases
 
 GOOD_CASE = """\
@@ -140,6 +145,105 @@ def test_missing_path_and_empty_folder(tmp_path):
 def test_tolerance_override_needs_a_reason(tmp_path):
     path = write(tmp_path, GOOD_CASE + "    tolerance: {roundings: 20}\n")
     assert "reason" in error_of(path)
+
+
+# --- hostile files: refused with one line naming file and line, before anything big is built -------
+
+def test_deep_nesting_is_refused_while_composing(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("[0.5]", "[" * 10_000 + "0.5" + "]" * 10_000))
+    message = error_of(path)
+    assert message.startswith(f"{path}:6") and "nested deeper than" in message
+
+
+def test_a_literal_deeper_than_a_tensor_can_be_is_refused(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("[0.5]", "[" * 9 + "0.5" + "]" * 9))
+    assert "nests lists 9 deep; a tensor has at most 8 dimensions" in error_of(path)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    lines = ["bomb0: &b0 [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]"]
+    lines += [f"bomb{i}: &b{i} [{', '.join([f'*b{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write(tmp_path, "\n".join(lines) + "\n" + GOOD_CASE.replace("[0.5]", "*b8"))
+    message = error_of(path)
+    assert "aliases counted as what they stand for" in message and message.startswith(f"{path}:")
+
+
+def test_a_self_referring_alias_is_refused(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("[0.5]", "&loop [0.5, *loop]"))
+    assert "refers to a value that contains it" in error_of(path)
+
+
+def test_too_many_values_are_refused(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("[0.5]", "[" + ", ".join(["0.5"] * 30_000) + "]"))
+    assert "more than 20000 values" in error_of(path)
+
+
+def test_a_huge_file_is_refused_unread(tmp_path):
+    path = write(tmp_path, GOOD_CASE + "#" * (5 * 2**20) + "\n")
+    assert "larger than 4 MiB" in error_of(path)
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("1" * 5000, "cannot read this value: ValueError"),  # Python refuses to parse the integer
+    ("2021-13-45", "cannot read this value: ValueError"),  # a timestamp with month 13
+    ("{[1, 2]: 3}", "cannot read this value: TypeError"),  # an unhashable key
+])
+def test_values_yaml_cannot_build_name_their_line(tmp_path, value, fragment):
+    path = write(tmp_path, GOOD_CASE + f"    tags: [{value}]\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}:7") and fragment in message
+
+
+def test_absurd_exponents_round_without_building_huge_numbers(tmp_path):
+    path = write(tmp_path, GOOD_CASE.replace("[0.5]", '["1e999999999", "-1e-999999999", 1e-400]'))
+    (case,) = load_cases([path])
+    values = materialize(case, "float64").tensors["input"]
+    assert list(values) == [np.inf, 0.0, 0.0] and np.signbit(values[1])
+
+
+SEEDS = [GOOD_CASE, (Path(__file__).parent / "data" / "fault_cases.yaml").read_text()]
+HOSTILE = ["!!python/object/apply:os.system ['true']", "&a [*a]", "*nowhere", "[" * 40, "{", "- ", ": :", "\t",
+           "1e99999", "-.inf", "!!binary AAAA", "? [1]\n: 2", "<<: *a", "\x00", "'", "%YAML 1.1\n---", "\ufeff",
+           "2021-13-45", "9" * 5000, "dtypes: [float32, float32]", "shape: [100000, 100000]", "reduction: [sum]"]
+
+
+@st.composite
+def mutated_yaml(draw):
+    """A valid case file with a few random edits: deletions, insertions of hostile fragments, duplicated lines."""
+    text = draw(st.sampled_from(SEEDS))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(text)))
+        edit = draw(st.sampled_from(["delete", "insert", "fragment", "duplicate"]))
+        if edit == "delete":
+            text = text[:at] + text[at + draw(st.integers(1, 40)):]
+        elif edit == "insert":
+            text = text[:at] + draw(st.text(max_size=20)) + text[at:]
+        elif edit == "fragment":
+            text = text[:at] + draw(st.sampled_from(HOSTILE)) + text[at:]
+        else:
+            lines = text.splitlines(keepends=True) or [""]
+            line = draw(st.integers(0, len(lines) - 1))
+            text = "".join(lines[: line + 1] + lines[line:])
+    return text
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=200), mutated_yaml()))
+def test_random_and_mutated_files_raise_only_config_errors(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        cases = load_cases([path])
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+        return
+    for case in cases:  # what loads must build, or fail as a case (InputError), never otherwise
+        for dtype in case.dtypes:
+            try:
+                materialize(case, dtype)
+            except InputError:
+                pass
 
 
 @pytest.mark.parametrize("extra, fragment", [

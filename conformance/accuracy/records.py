@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..runner import BackendInfo
+from ..results import BackendInfo
 
 REFERENCE = "reference"
 """The name the agreement matrix gives the exact loss."""

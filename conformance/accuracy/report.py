@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from tabulate import tabulate
 
-from ..report import _finite, environment
+from ..report import environment
+from ..results import json_safe
 from .budget import Judgement, Verdict
 from .records import REFERENCE, Atlas, Point, Row
 
@@ -230,7 +231,7 @@ def render_json(atlas: Atlas, judgement: Judgement | None = None) -> str:
         "interrupted": atlas.interrupted,
         "wall_seconds": atlas.wall_seconds,
     }
-    return json.dumps(_finite(document), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 
 
 RENDERERS: dict[str, Callable[[Atlas, Judgement | None], str]] = {

@@ -15,6 +15,9 @@ class TorchBackend:
     def __init__(self, device: str) -> None:
         self.device = device
         self.name = f"torch-{device}"
+        # On CUDA an out-of-range BCE input trips a device-side assert that breaks every later call in the
+        # process; the harness runs such cases in a worker process of their own.
+        self.poisoning_rejections = frozenset({"out_of_range"}) if device != "cpu" else frozenset()
 
     def availability(self) -> Availability:
         try:

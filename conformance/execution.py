@@ -1,0 +1,100 @@
+"""One backend call on copies of a case's inputs, and what came of it; `InProcess` runs calls in this process."""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .adapter import Backend, call, call_grad
+from .compare import Outcome, Verdict
+from .results import Status
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a backend is asked to do: one op on the tensors of one case under one dtype, or its gradients."""
+
+    op: str
+    tensors: Mapping[str, np.ndarray]  # with `grad_output` for a gradient call
+    reduction: Any
+    wrt: tuple[str, ...] = ()  # the tensors to differentiate the loss by; empty: the loss itself
+
+
+def _perform(backend: Backend, request: Call, tensors: Mapping[str, np.ndarray]) -> Any:
+    if request.wrt:
+        return call_grad(backend, request.op, tensors, request.reduction, tensors["grad_output"], request.wrt)
+    return call(backend, request.op, tensors, request.reduction)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What a call did: an outcome, or a `fault` (crashed, timeout, not started) when it has none."""
+
+    outcome: Outcome | None = None
+    seconds: float = 0.0
+    modified: str | None = None  # the name of an input the backend changed in place
+    warnings: int = 0
+    first_warning: str = ""
+    fault: Verdict | None = None
+
+
+class _WarningCounter:
+    """Counts warnings instead of showing them; keeps the first one's text."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = ""
+
+    def __call__(self, message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if not self.count:
+            self.first = f"{category.__name__}: {str(message).splitlines()[0] if str(message) else ''}".rstrip(": ")
+        self.count += 1
+
+
+def execute(backend: Backend, request: Call) -> Execution:
+    """Call the backend on copies of the inputs (grad_output included): what it returned or raised, how long it
+    took, what it changed."""
+    tensors = {name: array.copy() for name, array in request.tensors.items()}
+    counter = _WarningCounter()
+    fault = outcome = None
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = counter
+        try:
+            outcome = Outcome(value=_perform(backend, request, tensors))
+        except MemoryError as exc:
+            fault = Verdict(Status.CRASHED, f"ran out of memory: MemoryError: {exc}".rstrip(": "))
+        except SystemExit as exc:
+            fault = Verdict(Status.CRASHED, f"called sys.exit({exc.code!r})")
+        except Exception as exc:
+            outcome = Outcome(error=exc)
+    seconds = time.perf_counter() - start
+    modified = next((name for name, array in tensors.items()
+                     if array.shape != request.tensors[name].shape
+                     or array.tobytes() != request.tensors[name].tobytes()), None)
+    return Execution(outcome, seconds, modified, counter.count, counter.first, fault)
+
+
+class InProcess:
+    """Runs each call at once, in this process: no protection from crashes or hangs, nothing to start."""
+
+    def __init__(self, backends: Sequence[Backend]) -> None:
+        self._backends = backends
+        self._done: list[tuple[int, Execution]] = []
+
+    def submit(self, token: int, backend: int, request: Call, fresh: bool = False) -> None:
+        self._done.append((token, execute(self._backends[backend], request)))
+
+    def ready(self) -> list[tuple[int, Execution]]:
+        done, self._done = self._done, []
+        return done
+
+    def drain(self) -> Iterator[tuple[int, Execution]]:
+        yield from self.ready()
+
+    def close(self) -> None:
+        self._done = []
