@@ -13,10 +13,12 @@ from the registry entry (`Entry` pickles as its origin where it can).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -160,7 +162,16 @@ def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
         except EOFError:
             return
         for token, request in batch:
-            conn.send((token, broken or _portable(execute(backend, request))))
+            execution = broken or _portable(execute(backend, request))
+            _flush_output()
+            conn.send((token, execution))
+
+
+def _flush_output() -> None:
+    """Pass on what the backend printed before answering: a worker ends by SIGKILL, which flushes nothing."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(ValueError, OSError):  # a stream the backend closed or broke
+            stream.flush()
 
 
 def _death(exitcode: int | None) -> str:
