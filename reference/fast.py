@@ -66,7 +66,7 @@ def bce_with_logits_grad_input(x: np.ndarray, y: np.ndarray, pos_weight: np.ndar
         literal = sig - y if pos_weight is None else (positive + 1 - y) * sig - positive
         grad = np.where(np.isfinite(y) & np.isfinite(pw), grad, literal)
         scale = (np.abs(positive) + 1 + np.abs(y)) * sig + np.abs(positive)
-    return grad, scale.astype(np.float64)
+        return grad, scale.astype(np.float64)  # beyond float64's range: inf, as the gradient itself
 
 
 def bce_with_logits_grad_target(x: np.ndarray, pos_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,4 +77,4 @@ def bce_with_logits_grad_target(x: np.ndarray, pos_weight: np.ndarray) -> tuple[
         grad = (pw - 1) * softplus + np.minimum(-x, 0) - pw * np.minimum(x, 0)
         grad = np.where(np.isfinite(pw), grad, log_sig_neg - pw * log_sig)
         scale = np.abs(log_sig_neg) + np.abs(pw * log_sig)
-    return grad, scale.astype(np.float64)
+        return grad, scale.astype(np.float64)  # beyond float64's range: inf, as the gradient itself

@@ -78,8 +78,8 @@ def _saturate(fmt: Format, losses: np.ndarray, method: str) -> np.ndarray:
 def _sigmoid_sensitivity(p: np.ndarray, y: np.ndarray, fmt: Format) -> np.ndarray:
     """Error of BCE(p) caused by half an ulp of error in p = sigmoid(x), per unit roundoff (first order)."""
     u = fmt.unit_roundoff
-    slope = np.abs(p - y) / (np.maximum(p, fmt.min_subnormal) * np.maximum(1 - p, u))
-    return slope * fmt.spacing(p) / (2 * u)
+    relative_step = fmt.spacing(p) / np.maximum(p, fmt.min_subnormal)  # at most 1: no overflow for subnormal p
+    return np.abs(p - y) / np.maximum(1 - p, u) * relative_step / (2 * u)
 
 
 def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mean", method: str = "auto") -> Expected:
@@ -118,7 +118,9 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
 
     fmt, n = FORMATS[signature.dtype], int(y.size)
     w = broadcast_column(weight, y.shape, 1.0)
-    losses = _saturate(fmt, _saturate(fmt, losses, method) * (w if method == "exact" else w.astype(fast.WIDE)), method)
+    with np.errstate(invalid="ignore"):  # an infinite loss times a zero weight: NaN, as IEEE and the spec say
+        losses = _saturate(fmt, _saturate(fmt, losses, method) * (w if method == "exact" else w.astype(fast.WIDE)),
+                           method)
     # A scale beyond float64 (terms near the dtype's max) saturates; where the value is NaN it is moot.
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 where a weight is 0: the value is NaN, scale moot
         weighted = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)
@@ -132,7 +134,8 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
             total = exact.CTX.fsum(losses.tolist())
             losses = np.array([total if reduction == "sum" else (total / n if n else exact.CTX.nan)], dtype=object)
         else:
-            total = np.sum(losses, dtype=fast.WIDE)
+            with np.errstate(invalid="ignore"):  # inf + -inf: NaN
+                total = np.sum(losses, dtype=fast.WIDE)
             losses = np.array([total if reduction == "sum" else (total / n if n else np.nan)], dtype=fast.WIDE)
         with np.errstate(over="ignore"):
             scale, gain = (np.array([a.sum() / max(n, 1) if reduction == "mean" else a.sum()]) for a in (scale, gain))
