@@ -5,6 +5,7 @@ and the backend see the same numbers.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping
@@ -70,8 +71,9 @@ _RANGES = {"probability": (0.0, 1.0), "target": (0.0, 1.0), "any_target": (-4.0,
            "weight": (0.0, 10.0)}
 
 
+@functools.cache  # built once per dtype and kind: hypothesis validates each new strategy on its first draw
 def values(dtype: str, kind: str) -> st.SearchStrategy[float]:
-    """Floats exactly representable in `dtype`: corners of the kind, or anywhere in its usual range."""
+    """Floats that round into `dtype` as the kind's corners, or anywhere in its usual range (`arrays` rounds them)."""
     fmt = FORMATS[dtype]
     width = {"float16": 16, "float64": 64}.get(dtype, 32)
     low, high = _RANGES[kind]
@@ -79,14 +81,14 @@ def values(dtype: str, kind: str) -> st.SearchStrategy[float]:
     if kind == "logit":  # large logits up to max / 16: (1 - y) x with |y| <= 4 stays finite, as it must for
         # the formula's value to be the specified one (the fixed cases hold the dtype's max itself)
         general = st.one_of(general, st.floats(-fmt.max / 16, fmt.max / 16, width=width))
-    corners = [float(fmt.round_array(np.array([v]))[0]) for v in _corners(fmt, kind)]
-    return st.one_of(st.sampled_from(corners), general.map(lambda v: float(fmt.round_array(np.array([v]))[0])))
+    return st.one_of(st.sampled_from(_corners(fmt, kind)), general)
 
 
 def arrays(dtype: str, shape: tuple[int, ...], kind: str) -> st.SearchStrategy[np.ndarray]:
-    size = math.prod(shape)
-    as_array: Callable[[list[float]], np.ndarray] = lambda v: np.array(v, dtype=np.float64).reshape(shape).astype(  # noqa: E731
-        NUMPY_DTYPES[dtype])
+    """Values of the kind rounded into `dtype`, all at once: every element is exactly representable."""
+    size, fmt = math.prod(shape), FORMATS[dtype]
+    as_array: Callable[[list[float]], np.ndarray] = lambda v: fmt.round_array(  # noqa: E731
+        np.array(v, dtype=np.float64).reshape(shape)).astype(NUMPY_DTYPES[dtype])
     return st.lists(values(dtype, kind), min_size=size, max_size=size).map(as_array)
 
 
@@ -101,6 +103,8 @@ def shapes(nonempty: bool = False) -> st.SearchStrategy[tuple[int, ...]]:
 @st.composite
 def broadcast_shapes(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
     """A shape that broadcasts to `shape` without enlarging it: trailing dims, each kept or set to 1."""
+    if shape and draw(st.integers(0, 2)) == 0:
+        return shape[-1:]  # the documented use, one weight per class on the last dimension, drawn often
     kept = draw(st.integers(0, len(shape)))
     tail = shape[len(shape) - kept:]
     return tuple(n if draw(st.booleans()) else 1 for n in tail)
