@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,13 @@ from .results import Result, Status
 from .runner import Run, inspect
 from .strategies import Sample
 
-PROFILES: dict[str, dict[str, Any]] = {
-    "ci": {"max_examples": 50, "seed": 0},  # fast and the same every run: a gate must not flicker
-    "nightly": {"max_examples": 10_000, "seed": None},  # a fresh seed each night, printed in the report
-}
-"""Hypothesis settings per profile; `--examples` and `--seed` override them."""
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("bce-ci", max_examples=50, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=_QUIET)  # fast and the same every run: a gate must not flicker
+settings.register_profile("bce-nightly", max_examples=10_000, deadline=None, suppress_health_check=_QUIET)
+PROFILES = {"ci": "bce-ci", "nightly": "bce-nightly"}
+"""Hypothesis settings profiles, also for pytest (`--hypothesis-profile bce-ci`); `fuzz --profile ci|nightly`."""
+DEFAULT_SEEDS = {"ci": 0, "nightly": None}  # nightly: a fresh seed, printed in the report
 
 
 @dataclass(frozen=True)
@@ -44,11 +47,11 @@ class FuzzConfig:
     def resolved_seed(self) -> int:
         if self.seed is not None:
             return self.seed
-        profile_seed = PROFILES[self.profile]["seed"]
-        return profile_seed if profile_seed is not None else random.SystemRandom().randrange(2**32)
+        default = DEFAULT_SEEDS[self.profile]
+        return default if default is not None else random.SystemRandom().randrange(2**32)
 
     def max_examples(self) -> int:
-        return self.examples if self.examples is not None else PROFILES[self.profile]["max_examples"]
+        return self.examples if self.examples is not None else settings.get_profile(PROFILES[self.profile]).max_examples
 
 
 class _Counterexample(Exception):
@@ -66,8 +69,8 @@ def _explore(backend: Backend, prop: Property, op: str, dtype: str, config: Fuzz
     database = DirectoryBasedExampleDatabase(str(config.database)) if config.database else None
 
     @seed(run_seed)
-    @settings(max_examples=config.max_examples(), deadline=None, database=database, print_blob=False,
-              report_multiple_bugs=False, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(settings.get_profile(PROFILES[config.profile]), max_examples=config.max_examples(), derandomize=False,
+              database=database, print_blob=False, report_multiple_bugs=False)
     @given(prop.strategy(op, dtype))
     def explore(sample: Sample) -> None:
         state.calls += 1
@@ -132,10 +135,10 @@ def save_counterexample(folder: Path, prop: Property, backend: str, sample: Samp
     return path
 
 
-def _rerun(entry: Entry, prop: Property, op: str, dtype: str, run_seed: int, examples: int, saved: Path | None) -> str:
+def _rerun(backend: str, prop: Property, op: str, dtype: str, run_seed: int, examples: int, saved: Path | None) -> str:
     if saved is not None:
-        return f"python -m conformance run --cases {saved} --backend {entry.name}"
-    return (f"python -m conformance fuzz --backend {entry.name} --property {prop.id} --op {op} --dtype {dtype} "
+        return f"python -m conformance run --cases {shlex.quote(str(saved))} --backend {shlex.quote(backend)}"
+    return (f"python -m conformance fuzz --backend {shlex.quote(backend)} --property {prop.id} --op {op} --dtype {dtype} "
             f"--seed {run_seed} --examples {examples}")
 
 
@@ -151,35 +154,35 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
             for dtype in FLOAT_DTYPES if not dtypes or dtype in dtypes]
     for entry, info, prop, op, dtype in tqdm(work, desc="fuzz", unit="property", leave=False,
                                              disable=None if progress is None else not progress):
-        source = f"property {prop.id}"
+        source, wrt = f"property {prop.id}", ", ".join(prop.wrt) or None
         if dtype not in entry.backend.dtypes:
             run.results.append(Result(info.name, prop.id, op, dtype, Status.SKIPPED,
-                                      f"{info.name} does not compute in {dtype}", source))
+                                      f"{info.name} does not compute in {dtype}", source, wrt))
             continue
         if not capable(entry.backend, prop, op):
             run.results.append(Result(info.name, prop.id, op, dtype, Status.UNSUPPORTED,
-                                      f"{info.name} has no gradient capability for {op}", source))
+                                      f"{info.name} has no gradient capability for {op}", source, wrt))
             continue
         start = time.perf_counter()
         try:
             state = _explore(entry.backend, prop, op, dtype, config, run_seed)
         except HypothesisException as exc:  # e.g. a flaky backend: not judged, reported
             run.results.append(Result(info.name, prop.id, op, dtype, Status.ERROR,
-                                      f"hypothesis could not judge: {type(exc).__name__}: {exc}", source))
+                                      f"hypothesis could not judge: {type(exc).__name__}: {exc}", source, wrt))
             continue
         seconds = time.perf_counter() - start
         if state.failure is None:
             run.results.append(Result(info.name, prop.id, op, dtype, Status.PASSED,
-                                      f"{state.calls} examples, seed {run_seed}", source, seconds=seconds))
+                                      f"{state.calls} examples, seed {run_seed}", source, wrt, seconds=seconds))
             continue
         sample, verdict = state.failure
         saved = (save_counterexample(config.save_failures, prop, info.name, sample, verdict, run_seed)
                  if config.save_failures else None)
         note = f" (saved to {saved})" if saved else ""
         run.results.append(Result(
-            info.name, prop.id, op, dtype, verdict.status, f"{verdict.message}{note}", str(saved or source),
+            info.name, prop.id, op, dtype, verdict.status, f"{verdict.message}{note}", str(saved or source), wrt,
             expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
             allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
             index=verdict.index, seconds=seconds,
-            rerun=_rerun(entry, prop, op, dtype, run_seed, config.max_examples(), saved)))
+            rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), saved)))
     return run

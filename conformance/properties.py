@@ -30,7 +30,11 @@ class Property(Protocol):
     id: str
     description: str
     ops: tuple[str, ...]
-    gradient: bool  # checks gradients: needs the backend's gradient capability
+    wrt: tuple[str, ...]  # the tensors whose gradients it checks; empty: it checks the loss
+
+    @property
+    def gradient(self) -> bool:
+        """Whether it needs the backend's gradient capability."""
 
     def strategy(self, op: str, dtype: str) -> st.SearchStrategy[Sample]: ...
 
@@ -116,6 +120,10 @@ class MatchesReference:
     def ops(self) -> tuple[str, ...]:
         return GRADIENT_OPS if self.gradient else OPS
 
+    @property
+    def wrt(self) -> tuple[str, ...]:
+        return ("input", "target") if self.gradient else ()
+
     def strategy(self, op: str, dtype: str) -> st.SearchStrategy[Sample]:
         generated = gradient_samples(op, dtype) if self.gradient else samples(op, dtype)
         return generated.map(sigmoid_band_free) if op == "sigmoid_bce" else generated
@@ -164,6 +172,10 @@ class Metamorphic:
     @property
     def ops(self) -> tuple[str, ...]:
         return self.relation.ops
+
+    @property
+    def wrt(self) -> tuple[str, ...]:
+        return self.relation.gradient
 
     @property
     def gradient(self) -> bool:

@@ -96,6 +96,11 @@ class BackendInfo:
     dtypes: tuple[str, ...] = ()
     gradients: tuple[str, ...] = ()  # the ops it differentiates
 
+    @property
+    def selector(self) -> str:
+        """The `--backend` argument that selects it again: its module:attr where it was loaded from one, else its name."""
+        return self.origin if ":" in self.origin else self.name
+
 
 @dataclass
 class Run:

@@ -468,6 +468,29 @@ MUTANTS = [ClampAt50, NoClamp, KerasEpsilonClip, Float16Inside, MeanOverRows, Su
            LogitsGradThroughBce, GradInLossDtype, GradMissingTarget, GradByWeightAccepted, GradOutputNegatedInPlace]
 
 
+# --- mutants no fixed case catches, which the properties (tests/test_properties.py) must -----------
+
+class MeanAssumes2D(_Bce):
+    """Divides a mean by the first two dimensions, as code written for (N, C) inputs does: right up to 2-D."""
+
+    def reduce(self, loss, reduction, dtype):
+        if reduction == "mean" and loss.ndim > 2 and loss.size:
+            return np.asarray(loss.sum(dtype=np.float64) / (loss.shape[0] * loss.shape[1])).astype(dtype)
+        return _reduce(loss, reduction, dtype)
+
+
+class PosWeightChannelAxis(_Logits):
+    """Applies a 1-D pos_weight along dimension 1 (the channels of N, C, H, W) once inputs have 3 or more dims."""
+
+    def logits_terms(self, x, y, pw):
+        if pw is not None and pw.ndim == 1 and pw.size > 1 and x.ndim >= 3:
+            pw = pw.reshape(-1, *([1] * (x.ndim - 2)))
+        return super().logits_terms(x, y, pw)
+
+
+FUZZ_ONLY_MUTANTS = [MeanAssumes2D, PosWeightChannelAxis]
+
+
 # --- correct variants: different code, same specification --------------------------------------
 
 class Float64Upcast(_Grads):
