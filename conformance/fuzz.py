@@ -170,6 +170,14 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
             run.results.append(Result(info.name, prop.id, op, dtype, Status.ERROR,
                                       f"hypothesis could not judge: {type(exc).__name__}: {exc}", source, wrt))
             continue
+        except Exception as exc:  # the harness's own bug: this result is an error, the others stand
+            first_line = (str(exc).splitlines() or [""])[0]
+            run.results.append(Result(
+                info.name, prop.id, op, dtype, Status.ERROR,
+                f"the harness failed while checking a sample (a bug here, not in {info.name}): "
+                f"{type(exc).__name__}: {first_line}", source, wrt,
+                rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), None)))
+            continue
         seconds = time.perf_counter() - start
         if state.failure is None:
             run.results.append(Result(info.name, prop.id, op, dtype, Status.PASSED,

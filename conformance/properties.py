@@ -152,7 +152,8 @@ def _exact_sum(values: np.ndarray) -> np.ndarray:
     if not np.isfinite(flat).all():
         with np.errstate(invalid="ignore"):
             return np.asarray(flat.sum()).astype(values.dtype)
-    return np.asarray(FORMATS[str(values.dtype)].round(Fraction(math.fsum(flat)))).astype(values.dtype)
+    exact = sum(map(Fraction, flat.tolist()), Fraction(0))  # not math.fsum: its partial sums may overflow
+    return np.asarray(FORMATS[str(values.dtype)].round(exact)).astype(values.dtype)
 
 
 @dataclass(frozen=True)

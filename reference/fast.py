@@ -27,6 +27,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-x))
 
 
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    x = x.astype(WIDE)
+    with np.errstate(over="ignore"):
+        return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
 def bce_with_logits(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     x, y = x.astype(WIDE), y.astype(WIDE)
     pw = np.ones_like(x) if pos_weight is None else pos_weight.astype(WIDE)

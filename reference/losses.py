@@ -54,6 +54,24 @@ def exact_map(fn, *columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return losses, np.array([scale for _, scale in pairs], dtype=np.float64)
 
 
+def as_specified(values: np.ndarray, method: str) -> np.ndarray:
+    """float64 values (infinities and NaN) as elements of a kernel's result for `method`."""
+    return np.array([exact.CTX.mpf(v) for v in values], dtype=object) if method == "exact" else values.astype(fast.WIDE)
+
+
+def infinite_factor_literal(x: np.ndarray, y: np.ndarray, pw: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+    """Where y or pos_weight is not finite: (mask, the loss as PyTorch evaluates it there).
+
+    The factor (pw - 1) y + 1 is then infinite or NaN, and the element is +-inf or NaN; which one
+    depends on whether log sigmoid(x) is 0, and PyTorch multiplies its value in the input's dtype
+    (`fmt`), where it underflows long before the exact one does (x > 745 in float64, 17 in float16).
+    """
+    odd = ~(np.isfinite(y) & np.isfinite(pw))
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_sigmoid = fmt.round_array(fast.log_sigmoid(x[odd]))
+        return odd, (1 - y[odd]) * x[odd] - ((pw[odd] - 1) * y[odd] + 1) * log_sigmoid
+
+
 def _sigmoid(x: np.ndarray, fmt: Format, method: str) -> np.ndarray:
     """sigmoid(x) correctly rounded to `fmt`, as float64."""
     if method == "exact":
@@ -100,6 +118,10 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         if method == "exact":
             pw = [None] * y.size if pw is None else pw
         losses, scale = run(kernels.bce_with_logits, x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), pw)
+        if pos_weight is not None:
+            odd, literal = infinite_factor_literal(x.astype(np.float64).ravel(), y.astype(np.float64).ravel(),
+                                                   broadcast_column(pos_weight, y.shape, 1.0), FORMATS[str(x.dtype)])
+            losses[odd] = as_specified(literal, method)
         factors = [np.maximum.reduce([np.abs(x.astype(np.float64).ravel()), np.abs(y.astype(np.float64).ravel()),
                                       np.abs(broadcast_column(pos_weight, y.shape, 1.0))])]
     elif op in ("bce", "sigmoid_bce"):

@@ -302,6 +302,9 @@ class _Grads(Altered):
                 "target": np.log1p(-p) - np.log(p)}
 
     def logits_local(self, x, y, pw):
+        """pw is None without pos_weight: no factor at all, as in PyTorch (with y = inf, y + 1 - y is NaN)."""
+        if pw is None:
+            return {"input": _sigmoid(x) - y, "target": -_softplus(x) + _softplus(-x)}
         return {"input": (pw * y + 1 - y) * _sigmoid(x) - pw * y,
                 "target": -_softplus(x) + pw * _softplus(-x)}
 
@@ -321,7 +324,7 @@ class _Grads(Altered):
         NumpyBackend.bce_with_logits_grad(self, input, target, weight=weight, pos_weight=pos_weight,
                                           reduction=reduction, grad_output=grad_output, wrt=wrt)
         work = np.promote_types(input.dtype, target.dtype)
-        pw = np.ones((), work) if pos_weight is None else pos_weight.astype(work)
+        pw = None if pos_weight is None else pos_weight.astype(work)
         with np.errstate(all="ignore"):
             local = self.logits_local(input.astype(work), target.astype(work), pw)
             dtypes = {"input": input.dtype, "target": target.dtype}
@@ -388,6 +391,7 @@ class GradPosWeightOnNegativeTerm(_Grads):
     catches = {"grad-logits-pos-weight-terms": "float32", "grad-logits-infinite-pos-weight": "float64"}
 
     def logits_local(self, x, y, pw):
+        pw = 1 if pw is None else pw
         return {"input": (pw * (1 - y) + y) * _sigmoid(x) - y, "target": -pw * _softplus(x) + _softplus(-x)}
 
 
@@ -494,9 +498,14 @@ FUZZ_ONLY_MUTANTS = [MeanAssumes2D, PosWeightChannelAxis]
 # --- correct variants: different code, same specification --------------------------------------
 
 class Float64Upcast(_Grads):
-    """Computes every narrower dtype in float64 and rounds once at the end (gradients too, with the dtype's eps)."""
+    """Computes every narrower dtype in float64 and rounds once at the end (gradients too, with the dtype's eps).
+
+    Correct everywhere but where an infinite factor meets a log sigmoid that underflows in the narrow
+    dtype and not in float64: there PyTorch's NaN (inf * 0) is its -inf.
+    """
 
     kind = "variant"
+    differs_on = frozenset({"evaluation-precision"})  # the tags of the cases where it may differ, and does
 
     def bce(self, input, target, *, weight, reduction):
         if input.dtype != target.dtype or input.dtype not in FLOATS:  # let the checks reject these
@@ -517,7 +526,8 @@ class Float64Upcast(_Grads):
         return {"input": (p - y) / np.maximum(p * (1 - p), eps), "target": np.log1p(-p) - np.log(p)}
 
     def logits_local(self, x, y, pw):
-        return super().logits_local(x.astype(np.float64), y.astype(np.float64), pw.astype(np.float64))
+        return super().logits_local(x.astype(np.float64), y.astype(np.float64),
+                                    None if pw is None else pw.astype(np.float64))
 
     def chain(self, local, grad_output, weight, reduction):
         return super().chain(local.astype(np.float64), grad_output, weight, reduction)
@@ -569,9 +579,10 @@ class RearrangedGradients(_Grads):
             return {**super().bce_local(p, y), "target": -np.log(p / (1 - p))}
 
     def logits_local(self, x, y, pw):
-        accurate = (1 - y) * _sigmoid(x) - pw * y * _sigmoid(-x)
         literal = super().logits_local(x, y, pw)
-        return {**literal, "input": np.where(np.isfinite(y) & np.isfinite(pw), accurate, literal["input"])}
+        positive, finite = (y, np.isfinite(y)) if pw is None else (pw * y, np.isfinite(y) & np.isfinite(pw))
+        accurate = (1 - y) * _sigmoid(x) - positive * _sigmoid(-x)
+        return {**literal, "input": np.where(finite, accurate, literal["input"])}
 
     def chain(self, local, grad_output, weight, reduction):
         factor = np.broadcast_to(grad_output.astype(local.dtype), local.shape)

@@ -2,6 +2,7 @@
 mutants that show on random inputs (naming which), and their counterexamples replay as YAML cases."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 
@@ -161,3 +162,29 @@ def test_fuzz_command_exit_status(capsys):
     assert main(["fuzz", "--property", "no-such-property"]) == 2
     out, err = capsys.readouterr()
     assert "unknown property 'no-such-property'" in err
+
+
+def test_a_harness_error_is_one_result_and_the_run_goes_on():
+    class Broken:
+        id, description, ops, wrt, gradient = "broken", "raises inside the harness", ("bce",), (), False
+
+        def strategy(self, op, dtype):
+            return PROPERTIES["matches-reference"].strategy(op, dtype)
+
+        def check(self, backend, sample):
+            raise OverflowError("intermediate overflow in fsum")
+
+    config = FuzzConfig(examples=5, seed=0)
+    entries = registry.select(["numpy"])
+    run = fuzz(entries, [Broken(), PROPERTIES["sum-is-mean-times-n"]], config, ["bce"], ["float32"], progress=False)
+    broken, fine = run.results
+    assert broken.status == Status.ERROR and "the harness failed" in broken.message and "OverflowError" in broken.message
+    assert broken.rerun.startswith("python -m conformance fuzz --backend numpy --property broken")
+    assert fine.status == Status.PASSED
+
+
+def test_an_exact_sum_past_the_largest_float_is_inf():
+    from conformance.properties import _exact_sum
+
+    assert _exact_sum(np.array([1.5e308, 36.0, 1.5e308])) == np.inf
+    assert _exact_sum(np.array([1e308, 1e308, -1e308])) == 1e308
