@@ -1,4 +1,4 @@
-"""Command line: `python -m conformance run | report | backends | cases`.
+"""Command line: `python -m conformance run | report | fuzz | accuracy | backends | cases`.
 
 Exit 0 all passed, 1 a failure, 2 usage error, 128 + N when signal N (Ctrl-C, SIGTERM) interrupted a run.
 """
@@ -15,12 +15,16 @@ from typing import Iterator
 
 from tabulate import tabulate
 
+from reference import FLOAT_DTYPES, OPS
+
 from . import journal, registry, report, runner
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
+from .fuzz import PROFILES, FuzzConfig, fuzz
 from .isolation import DEFAULT_TIMEOUT, Settings
 from .loader import load_cases
+from .properties import all_properties
 from .results import Run, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -64,12 +68,17 @@ def _publish(run: Run, args: argparse.Namespace) -> int:
     """Write the report, print the table, and say how the run went in the exit status."""
     if args.require_grad:
         _require_grad(run)
+    return _finish(run, args)
+
+
+def _finish(run: Run, args: argparse.Namespace) -> int:
+    """Write the report; the exit status of a run."""
     _write(report.RENDERERS[args.format](run), args.output)
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(run))
     if report.ran(run) == 0:
         reasons = "; ".join(f"{b.name}: {b.reason}" for b in run.backends if not b.available)
-        print(f"conformance: error: no case ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
+        print(f"conformance: error: nothing ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if report.gate_passed(run) else EXIT_FAILED
 
@@ -167,6 +176,20 @@ def cmd_cases(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    properties = all_properties()
+    if args.property:
+        known = {p.id: p for p in properties}
+        unknown = [name for name in args.property if name not in known]
+        if unknown:
+            raise ConfigError(f"unknown property {unknown[0]!r}; known: {', '.join(known)}")
+        properties = [known[name] for name in args.property]
+    config = FuzzConfig(profile=args.profile, examples=args.examples, seed=args.seed, database=args.database,
+                        save_failures=args.save_failures)
+    run = fuzz(registry.select(args.backend), properties, config, args.op, args.dtype, progress=args.progress)
+    return _finish(run, args)
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -233,6 +256,26 @@ def _parser() -> argparse.ArgumentParser:
     backends = commands.add_parser("backends", help="list backends with availability and reason")
     backends.add_argument("--backend", action="append", metavar="NAME", help="only these (names or module:attr)")
     backends.set_defaults(handler=cmd_backends)
+
+    fuzz_cmd = commands.add_parser("fuzz", help="search generated inputs for property violations (hypothesis)")
+    fuzz_cmd.add_argument("--backend", action="append", metavar="NAME",
+                          help="backend name or package.module:attr (repeatable; default: every built-in backend)")
+    fuzz_cmd.add_argument("--property", action="append", metavar="ID", help="only this property (repeatable)")
+    fuzz_cmd.add_argument("--op", action="append", choices=list(OPS), help="only this op (repeatable)")
+    fuzz_cmd.add_argument("--dtype", action="append", choices=list(FLOAT_DTYPES), help="only this dtype (repeatable)")
+    fuzz_cmd.add_argument("--profile", choices=list(PROFILES), default="ci",
+                          help="ci: 50 examples, seed 0; nightly: 10000 examples, a fresh seed (default: ci); "
+                               "the hypothesis profiles bce-ci and bce-nightly")
+    fuzz_cmd.add_argument("--examples", type=int, metavar="N", help="examples per property x op x dtype x backend")
+    fuzz_cmd.add_argument("--seed", type=int, metavar="N", help="hypothesis seed (the report prints the one used)")
+    fuzz_cmd.add_argument("--database", type=Path, metavar="DIR", help="hypothesis example database (default: none)")
+    fuzz_cmd.add_argument("--save-failures", type=Path, metavar="DIR",
+                          help="write each shrunk counterexample as a YAML case file here")
+    fuzz_cmd.add_argument("--format", choices=report.FORMATS, default="table")
+    fuzz_cmd.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
+    fuzz_cmd.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                          help="progress bar (default: only on a terminal)")
+    fuzz_cmd.set_defaults(handler=cmd_fuzz)
 
     cases = commands.add_parser("cases", help="list the cases")
     selection(cases)

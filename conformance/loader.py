@@ -32,10 +32,10 @@ def default_cases_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "cases"
 
 
-def _schema_validator() -> jsonschema.protocols.Validator:
-    text = resources.files("conformance").joinpath("schemas/case-file.schema.json").read_text(encoding="utf-8")
-    schema = json.loads(text)
-    return jsonschema.Draft202012Validator(schema)
+def schema_validator(name: str = "case-file") -> jsonschema.protocols.Validator:
+    """The validator of a schema shipped in conformance/schemas/."""
+    text = resources.files("conformance").joinpath(f"schemas/{name}.schema.json").read_text(encoding="utf-8")
+    return jsonschema.Draft202012Validator(json.loads(text))
 
 
 class _CaseLoader(yaml.SafeLoader):
@@ -107,10 +107,10 @@ _CaseLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 def _parse(path: Path) -> tuple[Any, yaml.Node | None]:
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{path}: case file larger than {MAX_FILE_BYTES // 2**20} MiB")
+            raise ConfigError(f"{path}: file larger than {MAX_FILE_BYTES // 2**20} MiB")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read case file: {exc}") from None
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
     loader = None
     try:
         loader = _CaseLoader(text)
@@ -208,10 +208,12 @@ def _to_case(raw: dict, where: str) -> Case:
     )
 
 
-def load_file(path: Path, validator: jsonschema.protocols.Validator | None = None) -> list[Case]:
-    """The cases of one file; raises ConfigError naming the file and line of the first problem."""
+def read_validated(path: Path, validator: jsonschema.protocols.Validator) -> tuple[Any, yaml.Node | None]:
+    """A YAML file's data, valid under `validator`, and its node tree (for line numbers).
+
+    Raises ConfigError naming the file and line of the first problem.
+    """
     data, root = _parse(path)
-    validator = validator or _schema_validator()
     errors = list(validator.iter_errors(data))
     # An unknown key shows as an unevaluated property; a bad known key makes its siblings look unevaluated too.
     primary = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
@@ -220,6 +222,12 @@ def load_file(path: Path, validator: jsonschema.protocols.Validator | None = Non
         location = "/".join(str(step) for step in error.absolute_path) or "(top level)"
         message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
         raise ConfigError(f"{path}:{_line_of(root, error.absolute_path)}: {location}: {message}")
+    return data, root
+
+
+def load_file(path: Path, validator: jsonschema.protocols.Validator | None = None) -> list[Case]:
+    """The cases of one file; raises ConfigError naming the file and line of the first problem."""
+    data, root = read_validated(path, validator or schema_validator())
     defaults = data.get("defaults", {})
     cases = []
     for index, raw in enumerate(data["cases"]):
@@ -246,7 +254,7 @@ def load_cases(paths: Iterable[Path] | None = None) -> list[Case]:
     files = case_files(list(paths) if paths else [default_cases_dir()])
     if not files:
         raise ConfigError(f"no case files (*.yaml) under {', '.join(map(str, paths or [default_cases_dir()]))}")
-    validator = _schema_validator()
+    validator = schema_validator()
     seen: dict[str, str] = {}
     cases: list[Case] = []
     for file in files:

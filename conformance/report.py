@@ -25,6 +25,11 @@ STATUSES = tuple(Status)
 WRT_ORDER = (None, "input", "target", "weight", "pos_weight")
 
 
+def _wrt_order(wrt: str | None) -> tuple[int, str]:
+    """Loss first, then one tensor at a time, then combinations (a property checking several gradients)."""
+    return (WRT_ORDER.index(wrt), "") if wrt in WRT_ORDER else (len(WRT_ORDER), str(wrt))
+
+
 def checked(wrt: str | None) -> str:
     """What a result checks: the loss value, or the gradient by one tensor."""
     return "loss" if wrt is None else f"d/d {wrt}"
@@ -36,10 +41,13 @@ def _display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def rerun_command(result: Result) -> str:
+def rerun_command(result: Result, selector: str) -> str:
+    """The command that reruns just this result; `selector` is the `--backend` argument of its backend."""
+    if result.rerun:
+        return result.rerun
     path = _display_path(result.source.rsplit(":", 1)[0])
     return ("python -m conformance run "
-            f"--cases {shlex.quote(path)} --backend {shlex.quote(result.backend)} --dtype {result.dtype} "
+            f"--cases {shlex.quote(path)} --backend {shlex.quote(selector)} --dtype {result.dtype} "
             f"-k {shlex.quote('^' + re.escape(result.case_id) + '$')}")
 
 
@@ -71,7 +79,7 @@ def summary(run: Run) -> list[dict[str, Any]]:
     rows = []
     for (backend, op, wrt, dtype), results in sorted(
         groups.items(),
-        key=lambda item: (backend_order[item[0][0]], item[0][1], WRT_ORDER.index(item[0][2]), dtype_order[item[0][3]]),
+        key=lambda item: (backend_order[item[0][0]], item[0][1], _wrt_order(item[0][2]), dtype_order[item[0][3]]),
     ):
         counts = Counter(r.status for r in results)
         compared = [r for r in results if r.status in (Status.PASSED, Status.FAILED)]
@@ -120,7 +128,9 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
                          "" if r.index is None else tuple(r.index), r.message] for r in bad]
         headers = ["backend", "case", "dtype", "status", "expected", "got", "error", "allowed", "where", "message"]
         sections.append(tabulate(failure_rows, headers=headers, tablefmt=tablefmt, maxcolwidths=[None] * 9 + [70]))
-        commands = dict.fromkeys(rerun_command(r) for r in bad)  # a gradient case's results share one command
+        selectors = {b.name: b.selector for b in run.backends}
+        # a gradient case's results share one command
+        commands = dict.fromkeys(rerun_command(r, selectors.get(r.backend, r.backend)) for r in bad)
         sections.append("Rerun one:\n" + "\n".join(f"  {command}" for command in commands))
     sections.append(_closing_line(run))
     return sections
@@ -193,9 +203,9 @@ def render_junit(run: Run) -> str:
             case = ET.SubElement(suite, "testcase", classname=f"{r.backend}.{r.op}", name=name,
                                  file=path, line=line, time=f"{r.seconds:.6f}")
             if r.status == Status.FAILED:
-                ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r)
+                ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r, info.selector)
             elif r.status in GATE_FAILURES:
-                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(r)
+                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(r, info.selector)
             elif r.status in NOT_RUN:
                 ET.SubElement(case, "skipped", message=r.message)
     ET.indent(root)

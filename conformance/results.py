@@ -44,6 +44,7 @@ class Result:
     index: list[int] | None = None  # where that element is
     seconds: float = 0.0  # time spent inside the backend
     tags: list[str] = field(default_factory=list)
+    rerun: str = ""  # the command that reruns just this result, where the case file does not say it
 
     @property
     def key(self) -> tuple[str, str, str, str | None]:
@@ -94,6 +95,11 @@ class BackendInfo:
     version: str = ""
     dtypes: tuple[str, ...] = ()
     gradients: tuple[str, ...] = ()  # the ops it differentiates
+
+    @property
+    def selector(self) -> str:
+        """The `--backend` argument that selects it again: its module:attr where it was loaded from one, else its name."""
+        return self.origin if ":" in self.origin else self.name
 
 
 @dataclass

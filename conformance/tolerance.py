@@ -53,4 +53,7 @@ def allowed(op: str, expected: Expected, override: ToleranceOverride | None = No
         k = rules.roundings[op] if wrt is None else rules.gradient_roundings[(op, wrt)]
     k += reduction_roundings(expected.terms)
     spacing = fmt.spacing(np.where(np.isfinite(expected.value), expected.value, 0.0))
-    return k * (work.unit_roundoff * expected.scale + work.min_subnormal / 2) + rules.final_ulps * spacing
+    gain = 1.0 if expected.gain is None else expected.gain
+    # k * s / 2, not s / 2 first: half of float64's smallest subnormal rounds to zero
+    underflow = k * work.min_subnormal * gain / 2
+    return k * work.unit_roundoff * expected.scale + underflow + rules.final_ulps * spacing

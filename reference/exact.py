@@ -58,10 +58,14 @@ def sigmoid(x: float) -> mpmath.mpf:
     return 1 / (1 + CTX.exp(-x))
 
 
-def bce_with_logits(x: float, y: float, pos_weight: float) -> tuple[mpmath.mpf, float]:
-    """l = (1-y) * x - ((pw-1) * y + 1) * logsigmoid(x), evaluated without cancellation."""
-    x, y, pw = CTX.mpf(x), CTX.mpf(y), CTX.mpf(pos_weight)
-    lw = (pw - 1) * y + 1
+def bce_with_logits(x: float, y: float, pos_weight: float | None) -> tuple[mpmath.mpf, float]:
+    """l = (1-y) * x - ((pw-1) * y + 1) * logsigmoid(x), evaluated without cancellation.
+
+    Without pos_weight the factor is exactly 1 (not (1-1) * y + 1, which is NaN for an infinite y).
+    """
+    x, y = CTX.mpf(x), CTX.mpf(y)
+    pw = CTX.one if pos_weight is None else CTX.mpf(pos_weight)
+    lw = CTX.one if pos_weight is None else (pw - 1) * y + 1
     if CTX.isinf(x) or CTX.isnan(x):
         logsig = -CTX.log1p(CTX.exp(-x))
         loss = (1 - y) * x - lw * logsig
@@ -95,12 +99,16 @@ def bce_grad_target(p: float) -> tuple[mpmath.mpf, float]:
     return log_q - log_p, _abs(log_q) + _abs(log_p)
 
 
-def bce_with_logits_grad_input(x: float, y: float, pos_weight: float) -> tuple[mpmath.mpf, float]:
-    """dl/dx = (pw y + 1 - y) sigmoid(x) - pw y, evaluated as (1 - y) sigmoid(x) - pw y sigmoid(-x)."""
-    x, y, pw = CTX.mpf(x), CTX.mpf(y), CTX.mpf(pos_weight)
+def bce_with_logits_grad_input(x: float, y: float, pos_weight: float | None) -> tuple[mpmath.mpf, float]:
+    """dl/dx = (pw y + 1 - y) sigmoid(x) - pw y, evaluated as (1 - y) sigmoid(x) - pw y sigmoid(-x).
+
+    Without pos_weight it is sigmoid(x) - y (which differs from pw = 1 only where y is infinite).
+    """
+    x, y = CTX.mpf(x), CTX.mpf(y)
+    pw = CTX.one if pos_weight is None else CTX.mpf(pos_weight)
     positive = pw * y
     if not (CTX.isfinite(y) and CTX.isfinite(pw)):  # the specification's own NaN and infinities
-        grad = (positive + 1 - y) * sigmoid(x) - positive
+        grad = sigmoid(x) - y if pos_weight is None else (positive + 1 - y) * sigmoid(x) - positive
     else:  # sigmoid(+-inf) is exactly 1 or 0 here, and nothing cancels at finite x
         grad = (1 - y) * sigmoid(x) - positive * sigmoid(-x)
     scale = (_abs(positive) + 1 + _abs(y)) * _abs(sigmoid(x)) + _abs(positive)

@@ -13,8 +13,8 @@ from typing import Collection, Mapping
 import numpy as np
 
 from . import exact, fast
-from .formats import FORMATS
-from .losses import EXACT_LIMIT, Expected, broadcast_column, exact_map
+from .formats import FORMATS, Format
+from .losses import EXACT_LIMIT, Expected, as_specified, broadcast_column, exact_map, underflow_gain
 from .spec import BCE_GRAD_EPS, DIFFERENTIABLE, check_bce, check_bce_with_logits, check_differentiable
 
 GRADIENT_OPS = ("bce", "bce_with_logits")
@@ -29,10 +29,27 @@ def _flushable_sigmoid(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray, wor
     """
     fmt = FORMATS[working]
     sig = fast.sigmoid(x)
-    factor = np.abs(pos_weight * y) + 1 + np.abs(y)
     with np.errstate(invalid="ignore", over="ignore"):
+        factor = np.abs(pos_weight * y) + 1 + np.abs(y)
         flush = np.where(sig < fmt.min_normal, factor * sig / fast.WIDE(fmt.unit_roundoff), 0)
     return np.nan_to_num(flush.astype(np.float64), nan=0.0, posinf=np.finfo(np.float64).max)
+
+
+def _dtype_literal_input(x: np.ndarray, y: np.ndarray, pw: np.ndarray, fmt: Format) -> np.ndarray:
+    """d/dx = (pw y + 1 - y) sigmoid(x) - pw y where y or pw is not finite: the sigmoid in the input's dtype.
+
+    The result is +-inf or NaN, and which depends on whether sigmoid(x) is 0, as it is in the
+    dtype long before it is exactly (see `losses.infinite_factor_literal`).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        positive = pw * y
+        return (positive + 1 - y) * fmt.round_array(fast.sigmoid(x)) - positive
+
+
+def _dtype_literal_target(x: np.ndarray, pw: np.ndarray, fmt: Format) -> np.ndarray:
+    """d/dy = log sigmoid(-x) - pw log sigmoid(x) where pw is not finite: the log sigmoids in the input's dtype."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return fmt.round_array(fast.log_sigmoid(-x)) - pw * fmt.round_array(fast.log_sigmoid(x))
 
 
 def gradients(
@@ -68,26 +85,42 @@ def gradients(
 
     n = int(y.size)
     xf, yf = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
-    pw = broadcast_column(pos_weight, y.shape, 1.0)
+    pw = None if pos_weight is None else broadcast_column(pos_weight, y.shape, 1.0)
+    pw_column = broadcast_column(pos_weight, y.shape, 1.0)  # for the kernels that read pw = 1 alike
     chain = [broadcast_column(g, y.shape, 1.0), broadcast_column(weight, y.shape, 1.0)]
     working = max((signature.dtype, str(x.dtype), str(y.dtype)), key=lambda d: FORMATS[d].unit_roundoff)
+    input_fmt = FORMATS[str(x.dtype)]
 
     results = {}
     for name in wrt:
         if op == "bce" and name == "input":
             eps = FORMATS[str(x.dtype)].round(Fraction(BCE_GRAD_EPS))
             grads, scale = run(kernels.bce_grad_input, xf, yf, np.full(n, eps))
+            with np.errstate(divide="ignore"):  # an underflow before the division by max(p (1 - p), EPS)
+                factors = [1 / np.maximum(xf * (1 - xf), eps)]
         elif op == "bce":
             grads, scale = run(kernels.bce_grad_target, xf)
+            with np.errstate(divide="ignore"):
+                factors = [np.maximum(np.abs(np.log(xf)), np.abs(np.log1p(-xf)))]
         elif name == "input":
-            grads, scale = run(kernels.bce_with_logits_grad_input, xf, yf, pw)
-            scale = scale + _flushable_sigmoid(xf, yf, pw, working)
+            grads, scale = run(kernels.bce_with_logits_grad_input, xf, yf,
+                               ([None] * n if method == "exact" else None) if pw is None else pw)
+            scale = scale + _flushable_sigmoid(xf, yf, pw_column, working)
+            factors = [np.maximum(np.abs(yf), np.abs(pw_column))]
+            if pw is not None:
+                odd = ~(np.isfinite(yf) & np.isfinite(pw_column))
+                grads[odd] = as_specified(_dtype_literal_input(xf[odd], yf[odd], pw_column[odd], input_fmt), method)
         else:
-            grads, scale = run(kernels.bce_with_logits_grad_target, xf, pw)
+            grads, scale = run(kernels.bce_with_logits_grad_target, xf, pw_column)
+            factors = [np.maximum(np.abs(xf), np.abs(pw_column))]
+            odd = ~np.isfinite(pw_column)
+            grads[odd] = as_specified(_dtype_literal_target(xf[odd], pw_column[odd], input_fmt), method)
         with np.errstate(over="ignore", invalid="ignore"):
+            peak = np.nan_to_num(scale).max(initial=0.0)
             for factor in chain:
                 grads = grads * (factor if method == "exact" else factor.astype(fast.WIDE))
                 scale = scale * np.abs(factor)
+                peak = max(peak, np.nan_to_num(scale).max(initial=0.0))
             if reduction == "mean" and n:
                 grads, scale = grads / n, scale / n
         fmt = FORMATS[str(tensors[name].dtype)]
@@ -102,5 +135,7 @@ def gradients(
             terms=1,
             method=method,
             working_dtype=working,
+            peak=float(peak),
+            gain=underflow_gain(*factors, *chain).reshape(tensors[name].shape),
         )
     return results

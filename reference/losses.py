@@ -1,6 +1,7 @@
 """The reference results: validate the arguments, compute each element, weight, reduce, round once."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -26,6 +27,17 @@ class Expected:
     terms: int  # number of elements summed into each value (1 for reduction='none')
     method: str  # 'exact' (256-bit) or 'fast' (longdouble)
     working_dtype: str  # the least precise of input, target and output: the precision the formula may run in
+    peak: float = 0.0  # the largest term of any element's formula, weighted or not: past the dtype's max an
+    # intermediate overflows, and the order of evaluation, not the specification, decides the result
+    gain: np.ndarray | None = None  # per value: how much the factors that follow an intermediate may amplify
+    # an underflow there (an absolute error of half the smallest subnormal); None: 1
+
+
+def underflow_gain(*factors: np.ndarray) -> np.ndarray:
+    """Product of max(1, |factor|): the most an underflow early in a product chain can be magnified by the rest."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        gain = np.prod([np.maximum(1.0, np.abs(np.asarray(f, dtype=np.float64))) for f in factors], axis=0)
+    return np.nan_to_num(gain, nan=0.0, posinf=0.0)  # where a factor is infinite the value is too: moot
 
 
 def broadcast_column(array: np.ndarray | None, shape: tuple[int, ...], default: float) -> np.ndarray:
@@ -42,6 +54,24 @@ def exact_map(fn, *columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return losses, np.array([scale for _, scale in pairs], dtype=np.float64)
 
 
+def as_specified(values: np.ndarray, method: str) -> np.ndarray:
+    """float64 values (infinities and NaN) as elements of a kernel's result for `method`."""
+    return np.array([exact.CTX.mpf(v) for v in values], dtype=object) if method == "exact" else values.astype(fast.WIDE)
+
+
+def infinite_factor_literal(x: np.ndarray, y: np.ndarray, pw: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+    """Where y or pos_weight is not finite: (mask, the loss as PyTorch evaluates it there).
+
+    The factor (pw - 1) y + 1 is then infinite or NaN, and the element is +-inf or NaN; which one
+    depends on whether log sigmoid(x) is 0, and PyTorch multiplies its value in the input's dtype
+    (`fmt`), where it underflows long before the exact one does (x > 745 in float64, 17 in float16).
+    """
+    odd = ~(np.isfinite(y) & np.isfinite(pw))
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_sigmoid = fmt.round_array(fast.log_sigmoid(x[odd]))
+        return odd, (1 - y[odd]) * x[odd] - ((pw[odd] - 1) * y[odd] + 1) * log_sigmoid
+
+
 def _sigmoid(x: np.ndarray, fmt: Format, method: str) -> np.ndarray:
     """sigmoid(x) correctly rounded to `fmt`, as float64."""
     if method == "exact":
@@ -49,11 +79,25 @@ def _sigmoid(x: np.ndarray, fmt: Format, method: str) -> np.ndarray:
     return fmt.round_array(fast.sigmoid(x))
 
 
+def _saturate(fmt: Format, losses: np.ndarray, method: str) -> np.ndarray:
+    """The elements, except that one which rounds to an infinity in `fmt` becomes that infinity.
+
+    The loss elements exist as a tensor of the output dtype (before the weight multiplies them, and
+    again before the reduction): an element that overflows there is +-inf, whatever follows.
+    """
+    if method == "exact":
+        rounded = [exact.round_to(fmt, v) for v in losses]
+        return np.array([exact.CTX.mpf(r) if math.isinf(r) else v for v, r in zip(losses, rounded)], dtype=object)
+    with np.errstate(invalid="ignore"):
+        overflow = np.isinf(fmt.round_array(losses)) & np.isfinite(losses)
+        return np.where(overflow, np.copysign(np.inf, losses), losses).astype(fast.WIDE)
+
+
 def _sigmoid_sensitivity(p: np.ndarray, y: np.ndarray, fmt: Format) -> np.ndarray:
     """Error of BCE(p) caused by half an ulp of error in p = sigmoid(x), per unit roundoff (first order)."""
     u = fmt.unit_roundoff
-    slope = np.abs(p - y) / (np.maximum(p, fmt.min_subnormal) * np.maximum(1 - p, u))
-    return slope * fmt.spacing(p) / (2 * u)
+    relative_step = fmt.spacing(p) / np.maximum(p, fmt.min_subnormal)  # at most 1: no overflow for subnormal p
+    return np.abs(p - y) / np.maximum(1 - p, u) * relative_step / (2 * u)
 
 
 def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mean", method: str = "auto") -> Expected:
@@ -70,8 +114,16 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
 
     if op == "bce_with_logits":
         signature = check_bce_with_logits(x, y, weight, pos_weight, reduction)
-        columns = (x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), broadcast_column(pos_weight, y.shape, 1.0))
-        losses, scale = run(kernels.bce_with_logits, *columns)
+        pw = None if pos_weight is None else broadcast_column(pos_weight, y.shape, 1.0)
+        if method == "exact":
+            pw = [None] * y.size if pw is None else pw
+        losses, scale = run(kernels.bce_with_logits, x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), pw)
+        if pos_weight is not None:
+            odd, literal = infinite_factor_literal(x.astype(np.float64).ravel(), y.astype(np.float64).ravel(),
+                                                   broadcast_column(pos_weight, y.shape, 1.0), FORMATS[str(x.dtype)])
+            losses[odd] = as_specified(literal, method)
+        factors = [np.maximum.reduce([np.abs(x.astype(np.float64).ravel()), np.abs(y.astype(np.float64).ravel()),
+                                      np.abs(broadcast_column(pos_weight, y.shape, 1.0))])]
     elif op in ("bce", "sigmoid_bce"):
         p = x
         if op == "sigmoid_bce":
@@ -80,27 +132,35 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         signature = check_bce(p, y, weight, reduction)
         pf, yf = p.astype(np.float64).ravel(), y.astype(np.float64).ravel()
         losses, scale = run(kernels.bce, pf, yf)
+        factors = [np.full(y.size, 100.0)]  # each log is at most 100 in magnitude (the clamp)
         if op == "sigmoid_bce":
             scale = scale + _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])
     else:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
 
-    w = broadcast_column(weight, y.shape, 1.0)
-    losses = losses * (w if method == "exact" else w.astype(fast.WIDE))
-    # A scale beyond float64 (terms near the dtype's max) saturates; where the value is NaN it is moot.
-    scale = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)
-
     fmt, n = FORMATS[signature.dtype], int(y.size)
+    w = broadcast_column(weight, y.shape, 1.0)
+    with np.errstate(invalid="ignore"):  # an infinite loss times a zero weight: NaN, as IEEE and the spec say
+        losses = _saturate(fmt, _saturate(fmt, losses, method) * (w if method == "exact" else w.astype(fast.WIDE)),
+                           method)
+    # A scale beyond float64 (terms near the dtype's max) saturates; where the value is NaN it is moot.
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 where a weight is 0: the value is NaN, scale moot
+        weighted = np.nan_to_num(scale * np.abs(w), nan=0.0, posinf=np.finfo(np.float64).max)
+    peak = float(max(np.nan_to_num(scale).max(initial=0.0), weighted.max(initial=0.0)))
+    scale = weighted
+    gain = underflow_gain(*factors, w)
+
     working = max((signature.dtype, str(x.dtype), str(y.dtype)), key=lambda d: FORMATS[d].unit_roundoff)
     if reduction != "none":
         if method == "exact":
             total = exact.CTX.fsum(losses.tolist())
             losses = np.array([total if reduction == "sum" else (total / n if n else exact.CTX.nan)], dtype=object)
         else:
-            total = np.sum(losses, dtype=fast.WIDE)
+            with np.errstate(invalid="ignore"):  # inf + -inf: NaN
+                total = np.sum(losses, dtype=fast.WIDE)
             losses = np.array([total if reduction == "sum" else (total / n if n else np.nan)], dtype=fast.WIDE)
         with np.errstate(over="ignore"):
-            scale = np.array([scale.sum() / max(n, 1) if reduction == "mean" else scale.sum()])
+            scale, gain = (np.array([a.sum() / max(n, 1) if reduction == "mean" else a.sum()]) for a in (scale, gain))
         scale = np.nan_to_num(scale, posinf=np.finfo(np.float64).max)
     if method == "exact":
         value = np.array([exact.round_to(fmt, v) for v in losses], dtype=np.float64)
@@ -113,4 +173,6 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         terms=signature.terms,
         method=method,
         working_dtype=working,
+        peak=peak,
+        gain=gain.reshape(signature.shape),
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mutants import SymmetricSoftplusLogits
+from .mutants import SymmetricSoftplusLogits, _lw
 
 
 class AccurateLogits(SymmetricSoftplusLogits):
@@ -23,5 +23,5 @@ class NaiveTailAbove20(SymmetricSoftplusLogits):
     breaches = {"logits-very-positive-y1"}
 
     def logits_terms(self, x, y, pw):
-        naive = (1 - y) * x + ((pw - 1) * y + 1) * np.log(1 + np.exp(-x))
+        naive = (1 - y) * x + _lw(pw, y) * np.log(1 + np.exp(-x))
         return np.where(x > 20, naive, super().logits_terms(x, y, pw))

@@ -49,16 +49,21 @@ class _Bce(Altered):
         return self.reduce(loss, reduction, input.dtype)
 
 
+def _lw(pw, y):
+    """The positive-term factor (pw - 1) y + 1; exactly 1 without pos_weight (even for an infinite y)."""
+    return 1 if pw is None else (pw - 1) * y + 1
+
+
 class _Logits(Altered):
-    """BCE with logits with the NumPy backend's checks and a replaceable element formula."""
+    """BCE with logits with the NumPy backend's checks and a replaceable element formula (pw None: no pos_weight)."""
 
     def logits_terms(self, x, y, pw):
         log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-        return (1 - y) * x - ((pw - 1) * y + 1) * log_sigmoid
+        return (1 - y) * x - _lw(pw, y) * log_sigmoid
 
     def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
         NumpyBackend.bce_with_logits(self, input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
-        pw = np.ones((), target.dtype) if pos_weight is None else pos_weight.astype(target.dtype)
+        pw = None if pos_weight is None else pos_weight.astype(target.dtype)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             loss = self.logits_terms(input.astype(target.dtype), target, pw)
         if weight is not None:
@@ -234,19 +239,19 @@ class NaiveSoftplus(_Logits):
     catches = {"logits-1e4": "float32", "logits-30": "float32", "logits-positive-tail-hard-target": "float64"}
 
     def logits_terms(self, x, y, pw):
-        return (1 - y) * x + ((pw - 1) * y + 1) * np.log(1 + np.exp(-x))
+        return (1 - y) * x + _lw(pw, y) * np.log(1 + np.exp(-x))
 
 
 class LogitsAsBceOfSigmoid(_Logits):
     """BCEWithLogits computed as BCE(sigmoid(x)): right only while the sigmoid is not saturated."""
 
     catches = {"equivalence-breaks-logits-x40": "float64", "equivalence-breaks-logits-x20": "float32",
-               "logits-100": "float32"}
+               "logits-30": "float32"}
 
     def logits_terms(self, x, y, pw):
         p = 1 / (1 + np.exp(-x))
         log_p, log_1mp = np.maximum(np.log(p), -100), np.maximum(np.log1p(-p), -100)
-        return -(pw * y * log_p + (1 - y) * log_1mp)
+        return -((1 if pw is None else pw) * y * log_p + (1 - y) * log_1mp)
 
 
 class PosWeightOnNegativeTerm(_Logits):
@@ -254,7 +259,7 @@ class PosWeightOnNegativeTerm(_Logits):
 
     def logits_terms(self, x, y, pw):
         log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-        return pw * (1 - y) * (x - log_sigmoid) - y * log_sigmoid
+        return (1 if pw is None else pw) * (1 - y) * (x - log_sigmoid) - y * log_sigmoid
 
 
 class PosWeightOnFirstDim(_Logits):
@@ -263,7 +268,7 @@ class PosWeightOnFirstDim(_Logits):
     catches = {"pos-weight-last-dim": "float32", "pos-weight-positive-term-only": "float64"}
 
     def logits_terms(self, x, y, pw):
-        if pw.ndim == 1 and pw.shape[0] > 1:
+        if pw is not None and pw.ndim == 1 and pw.shape[0] > 1:
             pw = pw.reshape(-1, 1)
         return super().logits_terms(x, y, pw)
 
@@ -297,6 +302,9 @@ class _Grads(Altered):
                 "target": np.log1p(-p) - np.log(p)}
 
     def logits_local(self, x, y, pw):
+        """pw is None without pos_weight: no factor at all, as in PyTorch (with y = inf, y + 1 - y is NaN)."""
+        if pw is None:
+            return {"input": _sigmoid(x) - y, "target": -_softplus(x) + _softplus(-x)}
         return {"input": (pw * y + 1 - y) * _sigmoid(x) - pw * y,
                 "target": -_softplus(x) + pw * _softplus(-x)}
 
@@ -316,7 +324,7 @@ class _Grads(Altered):
         NumpyBackend.bce_with_logits_grad(self, input, target, weight=weight, pos_weight=pos_weight,
                                           reduction=reduction, grad_output=grad_output, wrt=wrt)
         work = np.promote_types(input.dtype, target.dtype)
-        pw = np.ones((), work) if pos_weight is None else pos_weight.astype(work)
+        pw = None if pos_weight is None else pos_weight.astype(work)
         with np.errstate(all="ignore"):
             local = self.logits_local(input.astype(work), target.astype(work), pw)
             dtypes = {"input": input.dtype, "target": target.dtype}
@@ -383,6 +391,7 @@ class GradPosWeightOnNegativeTerm(_Grads):
     catches = {"grad-logits-pos-weight-terms": "float32", "grad-logits-infinite-pos-weight": "float64"}
 
     def logits_local(self, x, y, pw):
+        pw = 1 if pw is None else pw
         return {"input": (pw * (1 - y) + y) * _sigmoid(x) - y, "target": -pw * _softplus(x) + _softplus(-x)}
 
 
@@ -463,12 +472,40 @@ MUTANTS = [ClampAt50, NoClamp, KerasEpsilonClip, Float16Inside, MeanOverRows, Su
            LogitsGradThroughBce, GradInLossDtype, GradMissingTarget, GradByWeightAccepted, GradOutputNegatedInPlace]
 
 
+# --- mutants no fixed case catches, which the properties (tests/test_properties.py) must -----------
+
+class MeanAssumes2D(_Bce):
+    """Divides a mean by the first two dimensions, as code written for (N, C) inputs does: right up to 2-D."""
+
+    def reduce(self, loss, reduction, dtype):
+        if reduction == "mean" and loss.ndim > 2 and loss.size:
+            return np.asarray(loss.sum(dtype=np.float64) / (loss.shape[0] * loss.shape[1])).astype(dtype)
+        return _reduce(loss, reduction, dtype)
+
+
+class PosWeightChannelAxis(_Logits):
+    """Applies a 1-D pos_weight along dimension 1 (the channels of N, C, H, W) once inputs have 3 or more dims."""
+
+    def logits_terms(self, x, y, pw):
+        if pw is not None and pw.ndim == 1 and pw.size > 1 and x.ndim >= 3:
+            pw = pw.reshape(-1, *([1] * (x.ndim - 2)))
+        return super().logits_terms(x, y, pw)
+
+
+FUZZ_ONLY_MUTANTS = [MeanAssumes2D, PosWeightChannelAxis]
+
+
 # --- correct variants: different code, same specification --------------------------------------
 
 class Float64Upcast(_Grads):
-    """Computes every narrower dtype in float64 and rounds once at the end (gradients too, with the dtype's eps)."""
+    """Computes every narrower dtype in float64 and rounds once at the end (gradients too, with the dtype's eps).
+
+    Correct everywhere but where an infinite factor meets a log sigmoid that underflows in the narrow
+    dtype and not in float64: there PyTorch's NaN (inf * 0) is its -inf.
+    """
 
     kind = "variant"
+    differs_on = frozenset({"evaluation-precision"})  # the tags of the cases where it may differ, and does
 
     def bce(self, input, target, *, weight, reduction):
         if input.dtype != target.dtype or input.dtype not in FLOATS:  # let the checks reject these
@@ -489,7 +526,8 @@ class Float64Upcast(_Grads):
         return {"input": (p - y) / np.maximum(p * (1 - p), eps), "target": np.log1p(-p) - np.log(p)}
 
     def logits_local(self, x, y, pw):
-        return super().logits_local(x.astype(np.float64), y.astype(np.float64), pw.astype(np.float64))
+        return super().logits_local(x.astype(np.float64), y.astype(np.float64),
+                                    None if pw is None else pw.astype(np.float64))
 
     def chain(self, local, grad_output, weight, reduction):
         return super().chain(local.astype(np.float64), grad_output, weight, reduction)
@@ -526,8 +564,8 @@ class SymmetricSoftplusLogits(_Logits):
 
     def logits_terms(self, x, y, pw):
         softplus = lambda v: np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v)))  # noqa: E731
-        accurate = (1 - y) * softplus(x) + pw * y * softplus(-x)
-        return np.where(np.isfinite(x), accurate, super().logits_terms(x, y, pw))
+        accurate = (1 - y) * softplus(x) + (1 if pw is None else pw) * y * softplus(-x)
+        return np.where(np.isfinite(x) & np.isfinite(y), accurate, super().logits_terms(x, y, pw))
 
 
 class RearrangedGradients(_Grads):
@@ -541,9 +579,10 @@ class RearrangedGradients(_Grads):
             return {**super().bce_local(p, y), "target": -np.log(p / (1 - p))}
 
     def logits_local(self, x, y, pw):
-        accurate = (1 - y) * _sigmoid(x) - pw * y * _sigmoid(-x)
         literal = super().logits_local(x, y, pw)
-        return {**literal, "input": np.where(np.isfinite(y) & np.isfinite(pw), accurate, literal["input"])}
+        positive, finite = (y, np.isfinite(y)) if pw is None else (pw * y, np.isfinite(y) & np.isfinite(pw))
+        accurate = (1 - y) * _sigmoid(x) - positive * _sigmoid(-x)
+        return {**literal, "input": np.where(finite, accurate, literal["input"])}
 
     def chain(self, local, grad_output, weight, reduction):
         factor = np.broadcast_to(grad_output.astype(local.dtype), local.shape)

@@ -73,5 +73,9 @@ def test_correct_variant_passes_everything(outcome, variant):
     name = variant().name
     results = [r for r in outcome.results if r.backend == name]
     assert len(results) > 500
-    bad = [(r.case_id, r.dtype, r.message) for r in results if r.status != Status.PASSED]
+    differs_on = getattr(variant, "differs_on", frozenset())
+    bad = [(r.case_id, r.dtype, r.message) for r in results
+           if r.status != Status.PASSED and not differs_on & set(r.tags)]
     assert not bad, bad
+    if differs_on:  # the documented difference is real, so the exemption is not hiding a pass
+        assert any(r.status == Status.FAILED for r in results if differs_on & set(r.tags))

@@ -155,7 +155,8 @@ class NumpyBackend:
     def bce_with_logits_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None,
                              pos_weight: np.ndarray | None, reduction: Any, grad_output: np.ndarray,
                              wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """dl/dx = (pw y + 1 - y) sigmoid(x) - pw y; dl/dy = logsigmoid(-x) - pw logsigmoid(x)."""
+        """dl/dx = (pw y + 1 - y) sigmoid(x) - pw y, or sigmoid(x) - y without pos_weight;
+        dl/dy = logsigmoid(-x) - pw logsigmoid(x)."""
         _check_logits(input, target, weight, pos_weight, reduction)
         _check_wrt(wrt)
         work = np.promote_types(input.dtype, target.dtype)
@@ -166,7 +167,8 @@ class NumpyBackend:
             if "input" in wrt:
                 e = np.exp(-np.abs(x))
                 sigmoid = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-                local["input"] = (pw * y + 1 - y) * sigmoid - pw * y
+                # no factor without pos_weight: with y = +-inf, (y + 1 - y) is NaN where sigmoid(x) - y is not
+                local["input"] = sigmoid - y if pos_weight is None else (pw * y + 1 - y) * sigmoid - pw * y
             if "target" in wrt:
                 local["target"] = _log_sigmoid(-x) - pw * _log_sigmoid(x)
             grads = {name: _backward(d, grad_output, weight, reduction, work) for name, d in local.items()}

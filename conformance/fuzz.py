@@ -1,0 +1,196 @@
+"""Search the input space with hypothesis: every property x op x dtype x backend; counterexamples become YAML cases."""
+from __future__ import annotations
+
+import hashlib
+import random
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import HypothesisException
+from tqdm import tqdm
+
+from reference import FLOAT_DTYPES, Rejected
+
+from .adapter import Backend
+from .compare import Verdict
+from .errors import ConfigError
+from .properties import Property, capable, specified
+from .registry import Entry
+from .results import Result, Status
+from .runner import Run, inspect
+from .strategies import Sample
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("bce-ci", max_examples=50, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=_QUIET)  # fast and the same every run: a gate must not flicker
+settings.register_profile("bce-nightly", max_examples=10_000, deadline=None, suppress_health_check=_QUIET)
+PROFILES = {"ci": "bce-ci", "nightly": "bce-nightly"}
+"""Hypothesis settings profiles, also for pytest (`--hypothesis-profile bce-ci`); `fuzz --profile ci|nightly`."""
+DEFAULT_SEEDS = {"ci": 0, "nightly": None}  # nightly: a fresh seed, printed in the report
+
+
+@dataclass(frozen=True)
+class FuzzConfig:
+    profile: str = "ci"
+    examples: int | None = None
+    seed: int | None = None
+    database: Path | None = None  # hypothesis's example database; None keeps runs independent of history
+    save_failures: Path | None = None
+
+    def resolved_seed(self) -> int:
+        if self.seed is not None:
+            return self.seed
+        default = DEFAULT_SEEDS[self.profile]
+        return default if default is not None else random.SystemRandom().randrange(2**32)
+
+    def max_examples(self) -> int:
+        return self.examples if self.examples is not None else settings.get_profile(PROFILES[self.profile]).max_examples
+
+
+class _Counterexample(Exception):
+    """Raised inside the hypothesis test so that it shrinks the sample."""
+
+
+@dataclass
+class _Exploration:
+    calls: int = 0
+    failure: tuple[Sample, Verdict] | None = None
+
+
+def _explore(backend: Backend, prop: Property, op: str, dtype: str, config: FuzzConfig, run_seed: int) -> _Exploration:
+    state = _Exploration()
+    database = DirectoryBasedExampleDatabase(str(config.database)) if config.database else None
+
+    @seed(run_seed)
+    @settings(settings.get_profile(PROFILES[config.profile]), max_examples=config.max_examples(), derandomize=False,
+              database=database, print_blob=False, report_multiple_bugs=False)
+    @given(prop.strategy(op, dtype))
+    def explore(sample: Sample) -> None:
+        state.calls += 1
+        verdict = prop.check(backend, sample)
+        if verdict is not None and verdict.status != Status.PASSED:
+            state.failure = (sample, verdict)  # hypothesis replays the shrunk example last
+            raise _Counterexample(verdict.message)
+
+    try:
+        explore()
+    except _Counterexample:
+        pass
+    return state
+
+
+def _literal(array: np.ndarray) -> Any:
+    """Nested lists of floats whose decimal form reads back, rounded to the dtype, as the same value."""
+    return array.astype(np.float64).tolist()
+
+
+def sample_to_case(sample: Sample, case_id: str, description: str, found_by: dict[str, Any]) -> dict[str, Any]:
+    """A case (schemas/case-file.schema.json) that replays `sample` against the reference."""
+    case: dict[str, Any] = {
+        "id": case_id,
+        "description": description[:300],
+        "op": sample.op,
+        "inputs": {name: _literal(array) for name, array in sample.tensors.items()},
+        "reduction": sample.reduction,
+        "dtypes": [sample.dtype],
+        "tags": ["fuzz"],
+        "found_by": found_by,
+    }
+    if sample.grad:
+        case["grad"] = list(sample.grad)
+        if sample.grad_output is not None:
+            case["grad_output"] = _literal(sample.grad_output)
+    try:
+        specified(sample, method="fast")
+    except Rejected as rejection:
+        case["expect"] = {"reject": rejection.kind}
+    return case
+
+
+def save_counterexample(folder: Path, prop: Property, backend: str, sample: Sample, verdict: Verdict,
+                        run_seed: int) -> Path:
+    """Write the witnesses of a failure as one YAML case file; returns its path."""
+    witnesses = prop.witnesses(sample)
+    digest = hashlib.sha1(b"".join(a.tobytes() for w in witnesses for a in w.tensors.values())).hexdigest()[:8]
+    stem = f"fuzz-{prop.id}-{sample.op}-{sample.dtype}-{digest}"
+    found_by = {"property": prop.id, "backend": backend, "seed": run_seed}
+    cases = [sample_to_case(w, f"{stem}-{side}" if len(witnesses) > 1 else stem,
+                            f"{prop.id} failed on {backend} ({sample.dtype}, seed {run_seed}): {verdict.message}",
+                            found_by)
+             for w, side in zip(witnesses, ("left", "right"))]
+    document = {"topic": f"Counterexample to {prop.id}: {prop.description}", "cases": cases}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False, width=100), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot save counterexample: {exc}") from None
+    return path
+
+
+def _rerun(backend: str, prop: Property, op: str, dtype: str, run_seed: int, examples: int, saved: Path | None) -> str:
+    if saved is not None:
+        return f"python -m conformance run --cases {shlex.quote(str(saved))} --backend {shlex.quote(backend)}"
+    return (f"python -m conformance fuzz --backend {shlex.quote(backend)} --property {prop.id} --op {op} --dtype {dtype} "
+            f"--seed {run_seed} --examples {examples}")
+
+
+def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, ops: list[str] | None = None,
+         dtypes: list[str] | None = None, progress: bool | None = None) -> Run:
+    """Explore every property x op x dtype on every available backend; one Result each."""
+    infos = inspect(entries)
+    run = Run(backends=infos)
+    run_seed = config.resolved_seed()
+    work = [(entry, info, prop, op, dtype)
+            for entry, info in zip(entries, infos) if info.available
+            for prop in properties for op in prop.ops if not ops or op in ops
+            for dtype in FLOAT_DTYPES if not dtypes or dtype in dtypes]
+    for entry, info, prop, op, dtype in tqdm(work, desc="fuzz", unit="property", leave=False,
+                                             disable=None if progress is None else not progress):
+        source, wrt = f"property {prop.id}", ", ".join(prop.wrt) or None
+        if dtype not in entry.backend.dtypes:
+            run.results.append(Result(info.name, prop.id, op, dtype, Status.SKIPPED,
+                                      f"{info.name} does not compute in {dtype}", source, wrt))
+            continue
+        if not capable(entry.backend, prop, op):
+            run.results.append(Result(info.name, prop.id, op, dtype, Status.UNSUPPORTED,
+                                      f"{info.name} has no gradient capability for {op}", source, wrt))
+            continue
+        start = time.perf_counter()
+        try:
+            state = _explore(entry.backend, prop, op, dtype, config, run_seed)
+        except HypothesisException as exc:  # e.g. a flaky backend: not judged, reported
+            run.results.append(Result(info.name, prop.id, op, dtype, Status.ERROR,
+                                      f"hypothesis could not judge: {type(exc).__name__}: {exc}", source, wrt))
+            continue
+        except Exception as exc:  # the harness's own bug: this result is an error, the others stand
+            first_line = (str(exc).splitlines() or [""])[0]
+            run.results.append(Result(
+                info.name, prop.id, op, dtype, Status.ERROR,
+                f"the harness failed while checking a sample (a bug here, not in {info.name}): "
+                f"{type(exc).__name__}: {first_line}", source, wrt,
+                rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), None)))
+            continue
+        seconds = time.perf_counter() - start
+        if state.failure is None:
+            run.results.append(Result(info.name, prop.id, op, dtype, Status.PASSED,
+                                      f"{state.calls} examples, seed {run_seed}", source, wrt, seconds=seconds))
+            continue
+        sample, verdict = state.failure
+        saved = (save_counterexample(config.save_failures, prop, info.name, sample, verdict, run_seed)
+                 if config.save_failures else None)
+        note = f" (saved to {saved})" if saved else ""
+        run.results.append(Result(
+            info.name, prop.id, op, dtype, verdict.status, f"{verdict.message}{note}", str(saved or source), wrt,
+            expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
+            allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
+            index=verdict.index, seconds=seconds,
+            rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), saved)))
+    return run

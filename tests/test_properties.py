@@ -1,0 +1,190 @@
+"""Property-based and metamorphic conformance: the properties hold for the shipped backends, catch the
+mutants that show on random inputs (naming which), and their counterexamples replay as YAML cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from conformance import registry, runner
+from conformance.cli import main
+from conformance.errors import ConfigError
+from conformance.fuzz import FuzzConfig, fuzz
+from conformance.loader import load_cases
+from conformance.properties import all_properties
+from conformance.registry import Entry
+from conformance.relations import load_relations
+from conformance.results import Status
+from reference import FLOAT_DTYPES
+
+from . import mutants
+
+PROPERTIES = {p.id: p for p in all_properties()}
+
+
+def _backend(name):
+    if name.startswith("torch"):
+        pytest.importorskip("torch")
+    return registry.select([name])[0].backend
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("prop, op", [(p, op) for p in PROPERTIES.values() for op in p.ops],
+                         ids=lambda v: v if isinstance(v, str) else v.id)
+@pytest.mark.parametrize("name", ["numpy", "torch-cpu"])
+def test_property_holds(name, prop, op, dtype):
+    """Each property through pytest and hypothesis directly; examples come from the hypothesis profile
+    (tests/conftest.py loads bce-ci unless --hypothesis-profile says otherwise)."""
+    backend = _backend(name)
+
+    @given(prop.strategy(op, dtype))
+    def holds(sample):
+        verdict = prop.check(backend, sample)
+        assert verdict is None or verdict.status == Status.PASSED, verdict.message
+
+    holds()
+
+
+# Which mutant each property catches: the core issue's mutants that show on random inputs, and two
+# that no fixed case catches (fixed cases have at most two dimensions).
+CAUGHT = [
+    (mutants.Float16Inside, "matches-reference", "bce", "float32"),
+    (mutants.ClampAt50, "matches-reference", "bce", "float64"),
+    (mutants.KerasEpsilonClip, "matches-reference", "bce", "float32"),
+    (mutants.AcceptsOutOfRange, "matches-reference", "bce", "float32"),
+    (mutants.BroadcastsShapes, "matches-reference", "bce", "float64"),
+    (mutants.UnknownReductionMeansMean, "matches-reference", "bce", "float32"),
+    (mutants.EmptyMeanIsZero, "matches-reference", "bce", "float32"),
+    (mutants.AlwaysFloat64, "matches-reference", "bce", "float16"),
+    (mutants.KeepsDimsOnMean, "matches-reference", "bce", "float32"),
+    (mutants.MeanOverRows, "sum-is-mean-times-n", "bce", "float32"),
+    (mutants.SumForMean, "sum-is-mean-times-n", "bce", "float64"),
+    (mutants.WeightNormalisedMean, "constant-weight-scales", "bce", "float32"),
+    (mutants.NaiveSoftplus, "matches-reference", "bce_with_logits", "float32"),
+    (mutants.LogitsAsBceOfSigmoid, "logits-sign-symmetry", "bce_with_logits", "float64"),
+    (mutants.PosWeightOnNegativeTerm, "matches-reference", "bce_with_logits", "float32"),
+    (mutants.GradMeanNotDivided, "gradient-of-sum-is-n-times-gradient-of-mean", "bce", "float32"),
+    (mutants.GradientSignFlipped, "gradient-matches-reference", "bce_with_logits", "float64"),
+    (mutants.GradWeightDropped, "gradient-matches-reference", "bce", "float32"),
+    (mutants.GradOutputIgnored, "gradient-matches-reference", "bce_with_logits", "float32"),
+    (mutants.MeanAssumes2D, "sum-is-mean-times-n", "bce", "float32"),
+    (mutants.MeanAssumes2D, "matches-reference", "bce", "float64"),
+    (mutants.PosWeightChannelAxis, "matches-reference", "bce_with_logits", "float32"),
+]
+
+
+def _explore(backend, prop_id, op, dtype, examples, save=None):
+    config = FuzzConfig(examples=examples, seed=0, save_failures=save)
+    run = fuzz([Entry(backend.name, "test", backend)], [PROPERTIES[prop_id]], config, [op], [dtype], progress=False)
+    (result,) = run.results
+    return result
+
+
+EXAMPLES = {mutants.PosWeightChannelAxis: 3000}
+"""Budgets above the default: its wrong axis shows only on inputs of 3 or more dims with a 1-d pos_weight."""
+
+
+@pytest.mark.parametrize("mutant, prop_id, op, dtype", CAUGHT, ids=lambda v: getattr(v, "__name__", v))
+def test_property_catches_mutant(mutant, prop_id, op, dtype):
+    result = _explore(mutant(), prop_id, op, dtype, examples=EXAMPLES.get(mutant, 1000))
+    assert result.status in (Status.FAILED, Status.ERROR), result.message
+
+
+@pytest.mark.parametrize("mutant", mutants.FUZZ_ONLY_MUTANTS, ids=lambda m: m.__name__)
+def test_fuzz_only_mutants_escape_the_fixed_cases(mutant, shipped_cases):
+    backend = mutant()
+    outcome = runner.run(shipped_cases, [Entry(backend.name, "test", backend)], progress=False, isolation=None)
+    assert all(r.status in (Status.PASSED, Status.UNSUPPORTED) for r in outcome.results)
+
+
+def test_counterexample_is_saved_as_a_case_that_replays(tmp_path, capsys):
+    mutant = mutants.MeanAssumes2D()
+    result = _explore(mutant, "sum-is-mean-times-n", "bce", "float32", examples=1000, save=tmp_path)
+    assert result.status == Status.FAILED and "saved to" in result.message
+    (saved,) = tmp_path.glob("*.yaml")
+    cases = load_cases([saved])  # valid under the case schema
+    assert len(cases) == 2 and {c.id.rsplit("-", 1)[1] for c in cases} == {"left", "right"}
+    assert all("fuzz" in c.tags and c.dtypes == ("float32",) for c in cases)
+    assert result.rerun == f"python -m conformance run --cases {saved} --backend {mutant.name}"
+    assert main(["run", "--cases", str(saved), "--backend", "tests.mutants:MeanAssumes2D", "--no-isolation"]) == 1
+    assert main(["run", "--cases", str(saved), "--backend", "numpy", "--no-isolation"]) == 0
+    capsys.readouterr()
+
+
+def test_the_fuzz_command_saves_a_failure_that_the_run_command_replays(tmp_path, capsys):
+    """The issue's end-to-end: fuzz a broken backend into a folder, then run that folder's cases."""
+    folder = tmp_path / "found"
+    argv = ["--backend", "tests.mutants:MeanOverRows", "--property", "sum-is-mean-times-n", "--op", "bce",
+            "--dtype", "float32"]
+    assert main(["fuzz", *argv, "--examples", "200", "--save-failures", str(folder)]) == 1
+    assert "saved to" in capsys.readouterr().out
+    assert main(["run", "--cases", str(folder), "--backend", "tests.mutants:MeanOverRows"]) == 1
+    assert main(["run", "--cases", str(folder), "--backend", "numpy"]) == 0
+
+
+def test_runs_are_reproducible():
+    first = _explore(mutants.Float16Inside(), "matches-reference", "bce", "float32", examples=50)
+    second = _explore(mutants.Float16Inside(), "matches-reference", "bce", "float32", examples=50)
+    assert (first.status, first.message, first.got) == (second.status, second.message, second.got)
+
+
+def test_unsupported_gradient_property(capsys):
+    class NoGradients:  # the README's kind of adapter, without the gradient capability
+        name, dtypes = "no-gradients", frozenset({"float32"})
+        availability, version = mutants.NumpyBackend.availability, mutants.NumpyBackend.version
+        bce, bce_with_logits, sigmoid = (mutants.NumpyBackend.bce, mutants.NumpyBackend.bce_with_logits,
+                                         mutants.NumpyBackend.sigmoid)
+
+    result = _explore(NoGradients(), "gradient-matches-reference", "bce", "float32", examples=5)
+    assert result.status == Status.UNSUPPORTED
+
+
+def test_relations_file_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "relations.yaml"
+    bad.write_text("relations:\n  - id: x\n    description: d\n    ops: [bce]\n    left: {transform: [flip]}\n"
+                   "    right: {}\n")
+    with pytest.raises(ConfigError, match=rf"{bad}:5"):
+        load_relations(bad)
+
+
+def test_the_relations_the_issue_names_are_shipped():
+    assert {r.id for r in load_relations()} >= {"logits-equal-bce-of-sigmoid", "bce-complement-symmetry",
+                                               "logits-sign-symmetry", "sum-is-mean-times-n", "none-summed-is-sum",
+                                               "permutation-invariance", "constant-weight-scales",
+                                               "unit-pos-weight-is-no-pos-weight",
+                                               "gradient-of-sum-is-n-times-gradient-of-mean"}
+
+
+def test_fuzz_command_exit_status(capsys):
+    argv = ["fuzz", "--property", "sum-is-mean-times-n", "--op", "bce", "--dtype", "float32", "--examples", "20"]
+    assert main([*argv, "--backend", "numpy"]) == 0
+    assert main([*argv, "--backend", "tests.mutants:MeanOverRows"]) == 1
+    assert main(["fuzz", "--property", "no-such-property"]) == 2
+    out, err = capsys.readouterr()
+    assert "unknown property 'no-such-property'" in err
+
+
+def test_a_harness_error_is_one_result_and_the_run_goes_on():
+    class Broken:
+        id, description, ops, wrt, gradient = "broken", "raises inside the harness", ("bce",), (), False
+
+        def strategy(self, op, dtype):
+            return PROPERTIES["matches-reference"].strategy(op, dtype)
+
+        def check(self, backend, sample):
+            raise OverflowError("intermediate overflow in fsum")
+
+    config = FuzzConfig(examples=5, seed=0)
+    entries = registry.select(["numpy"])
+    run = fuzz(entries, [Broken(), PROPERTIES["sum-is-mean-times-n"]], config, ["bce"], ["float32"], progress=False)
+    broken, fine = run.results
+    assert broken.status == Status.ERROR and "the harness failed" in broken.message and "OverflowError" in broken.message
+    assert broken.rerun.startswith("python -m conformance fuzz --backend numpy --property broken")
+    assert fine.status == Status.PASSED
+
+
+def test_an_exact_sum_past_the_largest_float_is_inf():
+    from conformance.properties import _exact_sum
+
+    assert _exact_sum(np.array([1.5e308, 36.0, 1.5e308])) == np.inf
+    assert _exact_sum(np.array([1e308, 1e308, -1e308])) == 1e308
