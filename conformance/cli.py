@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import dataclasses
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -71,8 +72,13 @@ def _publish(run: Run, args: argparse.Namespace) -> int:
     return _finish(run, args)
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    return shlex.join(["python", "-m", "conformance", *args.argv])
+
+
 def _finish(run: Run, args: argparse.Namespace) -> int:
     """Write the report; the exit status of a run."""
+    run.command = run.command or _command_line(args)
     _write(report.RENDERERS[args.format](run), args.output)
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(run))
@@ -131,7 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
     cases = _select_cases(args.cases, args.k)
     entries = registry.select(args.backend)
-    sink = journal.Journal(path, resume=args.resume is not None) if path is not None else None
+    sink = (journal.Journal(path, resume=args.resume is not None, command=_command_line(args))
+            if path is not None else None)
     with _interruptible() as received, sink or contextlib.nullcontext():
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
                          journal=sink)
@@ -287,7 +294,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.handler(args)
     except ConfigError as exc:

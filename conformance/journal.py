@@ -21,8 +21,9 @@ VERSION = 1
 class Journal:
     """Appends records to a results file, each flushed to the operating system as soon as it is written."""
 
-    def __init__(self, path: Path, resume: bool = False) -> None:
+    def __init__(self, path: Path, resume: bool = False, command: str = "") -> None:
         self.path = path
+        self.command = command
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if resume:
@@ -39,7 +40,8 @@ class Journal:
             raise ConfigError(f"{self.path}: cannot write results: {exc}") from None
 
     def begin(self, backends: list[BackendInfo]) -> None:
-        self._write({"record": "run", "format": FORMAT, "version": VERSION, "backends": [asdict(b) for b in backends]})
+        self._write({"record": "run", "format": FORMAT, "version": VERSION, "command": self.command,
+                     "backends": [asdict(b) for b in backends]})
 
     def add(self, seq: int, result: Result) -> None:
         self._write({"record": "result", "seq": seq, **result.to_dict()})
@@ -78,7 +80,7 @@ def read(path: Path) -> Run:
     text = text[: text.rfind("\n") + 1]  # without the half-written line a killed runner may leave
     backends: dict[str, BackendInfo] = {}
     results: dict[tuple[str, str, str, str | None], tuple[int, Result]] = {}
-    complete = False
+    complete, command = False, ""
     for number, line in enumerate(text.split("\n")[:-1], 1):
         try:
             record = json.loads(line)
@@ -89,7 +91,7 @@ def read(path: Path) -> Run:
                 if record.get("version") != VERSION:
                     raise ValueError(f"format version {record.get('version')!r}; this harness reads {VERSION}")
                 backends.update((b["name"], _backend(b)) for b in record["backends"])
-                complete = False
+                complete, command = False, record.get("command", "")
             elif kind == "result":
                 seq = int(record.pop("seq"))
                 result = Result.from_dict(record)
@@ -103,4 +105,4 @@ def read(path: Path) -> Run:
     if not backends:
         raise ConfigError(f"{path}: not a results file (no run record)")
     ordered = [result for _, result in sorted(results.values(), key=lambda item: item[0])]
-    return Run(backends=list(backends.values()), results=ordered, complete=complete)
+    return Run(backends=list(backends.values()), results=ordered, complete=complete, command=command)

@@ -156,6 +156,7 @@ def _package_version(name: str) -> str:
 
 
 def environment() -> dict[str, Any]:
+    """This machine and the packages a result depends on."""
     return {
         "harness": _package_version("bce-conformance"),
         "python": sys.version.split()[0],
@@ -170,7 +171,7 @@ def render_json(run: Run) -> str:
         "format": "bce-conformance-report",
         "version": REPORT_VERSION,
         "complete": run.complete,
-        "environment": environment(),
+        "environment": {**environment(), "command": run.command, "seed": run.seed},
         "backends": [asdict(b) for b in run.backends],
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "summary": summary(run),

@@ -95,6 +95,7 @@ class BackendInfo:
     version: str = ""
     dtypes: tuple[str, ...] = ()
     gradients: tuple[str, ...] = ()  # the ops it differentiates
+    device: str = ""  # where it computes (the adapter's optional `device`), "" where it does not say
 
     @property
     def selector(self) -> str:
@@ -107,3 +108,5 @@ class Run:
     backends: list[BackendInfo]
     results: list[Result] = field(default_factory=list)
     complete: bool = True  # False when the run was interrupted, or read back from an unfinished results file
+    command: str = ""  # the command line that produced it
+    seed: int | None = None  # the hypothesis seed of a fuzz run
