@@ -1,4 +1,4 @@
-"""Command line: `python -m conformance run | report | fuzz | accuracy | backends | cases`.
+"""Command line: `python -m conformance run | report | diff | fuzz | accuracy | backends | cases`.
 
 Exit 0 all passed, 1 a failure, 2 usage error, 128 + N when signal N (Ctrl-C, SIGTERM) interrupted a run.
 """
@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import journal, registry, report, runner
+from . import diff, journal, registry, report, runner, saved
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -197,14 +197,40 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return _finish(run, args)
 
 
-def _positive(text: str) -> float:
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 1 on a regression between the baseline OLD and NEW."""
+    changes = diff.compare(saved.load(args.old), saved.load(args.new), diff.Drift(args.drift_factor, args.drift_above))
+    sys.stdout.write(diff.render(changes))
+    return EXIT_FAILED if changes.regressed else EXIT_OK
+
+
+def _register_diff(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("diff", help="compare a report with a baseline: regressions (exit 1), fixes, drift")
+    sub.add_argument("old", type=Path, metavar="OLD", help="the baseline: a JSON report or a results file (.jsonl)")
+    sub.add_argument("new", type=Path, metavar="NEW", help="the report to judge against it")
+    sub.add_argument("--drift-factor", type=_positive_number, default=2.0, metavar="F",
+                     help="headroom (error / allowed) that grew by this factor is drift (default 2)")
+    sub.add_argument("--drift-above", type=_positive_number, default=0.5, metavar="H",
+                     help="... and reached at least this headroom (default 0.5)")
+    sub.set_defaults(handler=cmd_diff)
+
+
+def _positive_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
+
+
+def _positive(text: str) -> float:
+    """Seconds."""
+    try:
+        return _positive_number(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
 
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -287,6 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     cases = commands.add_parser("cases", help="list the cases")
     selection(cases)
     cases.set_defaults(handler=cmd_cases)
+
+    _register_diff(commands)
 
     from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
     register_accuracy(commands)
