@@ -65,11 +65,33 @@ def _require_grad(run: Run) -> None:
     ]
 
 
+def _require_backends(run: Run, names: list[str]) -> None:
+    """--require: mark the named backends (by name or module:attr), so that being unavailable fails the run."""
+    known = {b.name for b in run.backends} | {b.selector for b in run.backends}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"--require {unknown[0]}: no such backend in this run "
+                          f"(backends: {', '.join(b.name for b in run.backends)})")
+    run.backends[:] = [dataclasses.replace(b, required=bool({b.name, b.selector} & set(names))) for b in run.backends]
+
+
+def _min_cases(run: Run, args: argparse.Namespace) -> int:
+    """--min-cases N: the exit status EXIT_FAILED, with one line, where a backend x dtype ran fewer results."""
+    short = report.shortfalls(run, args.min_cases, args.dtype or FLOAT_DTYPES)
+    if not short:
+        return EXIT_OK
+    listed = ", ".join(f"{backend} {dtype} ran {count}" for backend, dtype, count in short)
+    print(f"conformance: --min-cases {args.min_cases} not met: {listed}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _publish(run: Run, args: argparse.Namespace) -> int:
     """Write the report, print the table, and say how the run went in the exit status."""
     if args.require_grad:
         _require_grad(run)
-    return _finish(run, args)
+    _require_backends(run, args.require or [])
+    status = _finish(run, args)
+    return status if status == EXIT_USAGE or args.min_cases is None else max(status, _min_cases(run, args))
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -82,7 +104,10 @@ def _finish(run: Run, args: argparse.Namespace) -> int:
     _write(report.RENDERERS[args.format](run), args.output)
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(run))
-    if report.ran(run) == 0:
+    missing = report.missing_required(run)
+    for backend in missing:
+        print(f"conformance: required backend {backend.name} is unavailable: {backend.reason}", file=sys.stderr)
+    if report.ran(run) == 0 and not missing:
         reasons = "; ".join(f"{b.name}: {b.reason}" for b in run.backends if not b.available)
         print(f"conformance: error: nothing ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
         return EXIT_USAGE
@@ -137,6 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
     cases = _select_cases(args.cases, args.k)
     entries = registry.select(args.backend)
+    selected = {e.name for e in entries} | {e.origin for e in entries}
+    required = [name for name in args.require or [] if name not in selected]  # --require selects its backend
+    entries += registry.select(required) if required else []
     sink = (journal.Journal(path, resume=args.resume is not None, command=_command_line(args))
             if path is not None else None)
     with _interruptible() as received, sink or contextlib.nullcontext():
@@ -233,6 +261,12 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -258,6 +292,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
         sub.add_argument("--require-grad", action="store_true",
                          help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
+        sub.add_argument("--require", action="append", metavar="NAME",
+                         help="fail the run where this backend is unavailable, instead of skipping it (repeatable; "
+                              "run selects it too)")
+        sub.add_argument("--min-cases", type=_count, metavar="N",
+                         help="fail the run where an available backend ran fewer than N results in a dtype "
+                              "(each --dtype, default all four)")
 
     run = commands.add_parser("run", help="run the cases on backends and report")
     selection(run)
@@ -284,7 +324,7 @@ def _parser() -> argparse.ArgumentParser:
     rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
     rerender.add_argument("file", type=Path, metavar="FILE", help="a results file (.jsonl) written by run")
     reporting(rerender)
-    rerender.set_defaults(handler=cmd_report)
+    rerender.set_defaults(handler=cmd_report, dtype=None)
 
     backends = commands.add_parser("backends", help="list backends with availability and reason")
     backends.add_argument("--backend", action="append", metavar="NAME", help="only these (names or module:attr)")

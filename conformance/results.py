@@ -96,6 +96,7 @@ class BackendInfo:
     dtypes: tuple[str, ...] = ()
     gradients: tuple[str, ...] = ()  # the ops it differentiates
     device: str = ""  # where it computes (the adapter's optional `device`), "" where it does not say
+    required: bool = False  # --require: being unavailable fails the run instead of skipping the backend
 
     @property
     def selector(self) -> str:
