@@ -1,4 +1,4 @@
-"""Command line: `python -m conformance run | report | diff | fuzz | accuracy | backends | cases`.
+"""Command line: `python -m conformance run | report | diff | merge | fuzz | accuracy | backends | cases`.
 
 Exit 0 all passed, 1 a failure, 2 usage error, 128 + N when signal N (Ctrl-C, SIGTERM) interrupted a run.
 """
@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import diff, journal, registry, report, runner, saved
+from . import diff, journal, registry, report, runner, saved, shards
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -75,13 +75,13 @@ def _require_backends(run: Run, names: list[str]) -> None:
     run.backends[:] = [dataclasses.replace(b, required=bool({b.name, b.selector} & set(names))) for b in run.backends]
 
 
-def _min_cases(run: Run, args: argparse.Namespace) -> int:
+def _min_cases(run: Run, minimum: int | None, dtypes: list[str] | None) -> int:
     """--min-cases N: the exit status EXIT_FAILED, with one line, where a backend x dtype ran fewer results."""
-    short = report.shortfalls(run, args.min_cases, args.dtype or FLOAT_DTYPES)
+    short = [] if minimum is None else report.shortfalls(run, minimum, dtypes or FLOAT_DTYPES)
     if not short:
         return EXIT_OK
     listed = ", ".join(f"{backend} {dtype} ran {count}" for backend, dtype, count in short)
-    print(f"conformance: --min-cases {args.min_cases} not met: {listed}", file=sys.stderr)
+    print(f"conformance: --min-cases {minimum} not met: {listed}", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -91,7 +91,7 @@ def _publish(run: Run, args: argparse.Namespace) -> int:
         _require_grad(run)
     _require_backends(run, args.require or [])
     status = _finish(run, args)
-    return status if status == EXIT_USAGE or args.min_cases is None else max(status, _min_cases(run, args))
+    return status if status == EXIT_USAGE else max(status, _min_cases(run, args.min_cases, args.dtype))
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -104,10 +104,16 @@ def _finish(run: Run, args: argparse.Namespace) -> int:
     _write(report.RENDERERS[args.format](run), args.output)
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(run))
+    return _status(run)
+
+
+def _status(run: Run) -> int:
+    """The exit status of a run whose report is out: a line for each required backend missing, and for nothing run."""
     missing = report.missing_required(run)
     for backend in missing:
         print(f"conformance: required backend {backend.name} is unavailable: {backend.reason}", file=sys.stderr)
-    if report.ran(run) == 0 and not missing:
+    empty_shard = run.shard is not None and not run.results  # a shard may hold no case of a small selection
+    if report.ran(run) == 0 and not missing and not empty_shard:
         reasons = "; ".join(f"{b.name}: {b.reason}" for b in run.backends if not b.available)
         print(f"conformance: error: nothing ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
         return EXIT_USAGE
@@ -161,15 +167,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = _results_path(args)
     previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
     cases = _select_cases(args.cases, args.k)
+    shard = None
+    if args.shard is not None:
+        selected = len(cases)
+        cases, shard = shards.split(cases, *args.shard, args.dtype)
+        if not cases:
+            print(f"conformance: shard {args.shard[0]}/{args.shard[1]} holds none of the {selected} cases selected",
+                  file=sys.stderr)
     entries = registry.select(args.backend)
     selected = {e.name for e in entries} | {e.origin for e in entries}
     required = [name for name in args.require or [] if name not in selected]  # --require selects its backend
     entries += registry.select(required) if required else []
-    sink = (journal.Journal(path, resume=args.resume is not None, command=_command_line(args))
+    sink = (journal.Journal(path, resume=args.resume is not None, command=_command_line(args), shard=shard)
             if path is not None else None)
     with _interruptible() as received, sink or contextlib.nullcontext():
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
                          journal=sink)
+    run.shard = shard
     status = _publish(run, args)
     if run.complete:
         return status
@@ -232,6 +246,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_FAILED if changes.regressed else EXIT_OK
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """The shards' reports as the report of the whole run; the run's exit status."""
+    merged = shards.merge(args.files, _command_line(args))
+    _write(shards.render(merged.document), args.output)
+    sys.stdout.write(report.render_table(merged.run))
+    status = _status(merged.run)
+    return status if status == EXIT_USAGE else max(status, _min_cases(merged.run, args.min_cases, list(merged.dtypes)))
+
+
+def _register_merge(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("merge", help="merge the reports of the shards of a run (run --shard K/N)")
+    sub.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                     help="the JSON report (or results file, .jsonl) of each shard")
+    sub.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                     help="write the merged JSON report here (the table prints)")
+    sub.add_argument("--min-cases", type=_count, metavar="N",
+                     help="fail where an available backend ran fewer than N results in a dtype, over all shards")
+    sub.set_defaults(handler=cmd_merge)
+
+
 def _register_diff(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("diff", help="compare a report with a baseline: regressions (exit 1), fixes, drift")
     sub.add_argument("old", type=Path, metavar="OLD", help="the baseline: a JSON report or a results file (.jsonl)")
@@ -259,6 +293,13 @@ def _positive(text: str) -> float:
         return _positive_number(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return shards.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(text: str) -> int:
@@ -319,6 +360,8 @@ def _parser() -> argparse.ArgumentParser:
                           "beside --output, else none)")
     run.add_argument("--resume", type=Path, metavar="FILE",
                      help="continue the run recorded in FILE: skip what it holds, append the rest to it")
+    run.add_argument("--shard", type=_shard, metavar="K/N",
+                     help="run only shard K of N (cases split by a stable hash of their id; merge recombines them)")
     run.set_defaults(handler=cmd_run)
 
     rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
@@ -355,6 +398,7 @@ def _parser() -> argparse.ArgumentParser:
     cases.set_defaults(handler=cmd_cases)
 
     _register_diff(commands)
+    _register_merge(commands)
 
     from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
     register_accuracy(commands)

@@ -195,6 +195,7 @@ def render_json(run: Run) -> str:
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "summary": summary(run),
         "results": [r.to_dict() for r in run.results],
+        **({"shard": asdict(run.shard)} if run.shard is not None else {}),
     }
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 

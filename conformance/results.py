@@ -104,6 +104,16 @@ class BackendInfo:
         return self.origin if ":" in self.origin else self.name
 
 
+@dataclass(frozen=True)
+class Shard:
+    """A run of part of a selection (`run --shard K/N`): which part, and the whole selection in run order."""
+
+    index: int
+    count: int
+    cases: tuple[str, ...]  # every selected case id, in run order
+    dtypes: tuple[str, ...] = ()  # the --dtype selection (empty: every dtype of each case)
+
+
 @dataclass
 class Run:
     backends: list[BackendInfo]
@@ -111,3 +121,4 @@ class Run:
     complete: bool = True  # False when the run was interrupted, or read back from an unfinished results file
     command: str = ""  # the command line that produced it
     seed: int | None = None  # the hypothesis seed of a fuzz run
+    shard: Shard | None = None
