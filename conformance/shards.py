@@ -48,8 +48,8 @@ def _identity(backend: dict[str, Any]) -> tuple[Any, ...]:
     return backend["name"], backend["available"], backend["version"], backend["device"]
 
 
-def _check(documents: list[tuple[Path, dict[str, Any]]]) -> int:
-    """Refuse shards that do not make one run, with one line naming the file; the number of shards."""
+def _check(documents: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Refuse shards that do not make one run, with one line naming the file."""
     first_path, first = documents[0]
     seen: dict[int, Path] = {}
     for path, document in documents:
@@ -73,7 +73,6 @@ def _check(documents: list[tuple[Path, dict[str, Any]]]) -> int:
     missing = [f"{k}/{count}" for k in range(1, count + 1) if k not in seen]
     if missing:
         raise ConfigError(f"shard {', '.join(missing)} missing: merge needs every shard of the run")
-    return count
 
 
 @dataclass(frozen=True)

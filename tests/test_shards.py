@@ -22,7 +22,8 @@ def comparable(document: dict) -> dict:
     return kept
 
 
-def sharded(capsys, folder: Path, backends: list[str], count: int, suffix: str = "json") -> tuple[list[int], list[Path]]:
+def sharded(capsys, folder: Path, backends: list[str], count: int,
+            suffix: str = "json") -> tuple[list[int], list[Path]]:
     codes, paths = [], []
     for index in range(1, count + 1):
         path = folder / f"shard{index}.{suffix}"
@@ -153,7 +154,8 @@ def _other_version(document):
 
 
 @pytest.mark.parametrize("edit, fragment", [
-    (_other_harness, "harness 9.9, but {first} is from not installed: reports of different suite versions do not merge"),
+    (_other_harness,
+     "harness 9.9, but {first} is from not installed: reports of different suite versions do not merge"),
     (_other_version, "not a bce-conformance report of version 1 (1 was expected at ['version'])"),
     (_other_selection, "a shard of another selection of cases or dtypes than {first}"),
     (_other_count, "shard 1/3, but {first} is one of 2 shards"),
