@@ -202,6 +202,10 @@ def render_json(run: Run) -> str:
 
 def render_junit(run: Run) -> str:
     root = ET.Element("testsuites", name="bce-conformance")
+    machine = environment()
+    context = [("python", machine["python"]), ("platform", machine["platform"]),
+               *((name, value) for name, value in machine["packages"].items()), ("command", run.command),
+               *([("seed", str(run.seed))] if run.seed is not None else [])]
     by_backend: dict[str, list[Result]] = defaultdict(list)
     for result in run.results:
         by_backend[result.backend].append(result)
@@ -216,7 +220,8 @@ def render_junit(run: Run) -> str:
                               skipped=str(sum(counts[s] for s in NOT_RUN) + (0 if missing else absent)),
                               time=f"{sum(r.seconds for r in results):.6f}")
         properties = ET.SubElement(suite, "properties")
-        ET.SubElement(properties, "property", name="version", value=info.version or info.reason)
+        for name, value in [("version", info.version or info.reason), ("device", info.device), *context]:
+            ET.SubElement(properties, "property", name=name, value=value)
         if not results:
             case = ET.SubElement(suite, "testcase", classname=info.name, name="availability", time="0")
             if missing:

@@ -109,6 +109,9 @@ def test_junit_counts_read_by_junitparser(tmp_path, capsys):
     assert failure.message and "--backend tests.mutants:SumForMean" in failure.text
     skip = next(r for case in suites["loss-only"] for r in case.result if isinstance(r, Skipped))
     assert "no gradient capability" in skip.message
+    properties = {p.name: p.value for p in suites["mutant-SumForMean"].properties()}
+    assert properties["device"] == "cpu" and properties["numpy"] and properties["python"] and properties["platform"]
+    assert properties["command"].startswith("python -m conformance run --cases cases/document.yaml")
 
 
 def _by_backend(run) -> dict:
