@@ -1,4 +1,4 @@
-"""Command line: `python -m conformance run | report | fuzz | accuracy | backends | cases`.
+"""Command line: `python -m conformance run | report | diff | merge | fuzz | accuracy | backends | cases`.
 
 Exit 0 all passed, 1 a failure, 2 usage error, 128 + N when signal N (Ctrl-C, SIGTERM) interrupted a run.
 """
@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import dataclasses
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import journal, registry, report, runner
+from . import diff, journal, registry, report, runner, saved, shards
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -64,19 +65,55 @@ def _require_grad(run: Run) -> None:
     ]
 
 
+def _require_backends(run: Run, names: list[str]) -> None:
+    """--require: mark the named backends (by name or module:attr), so that being unavailable fails the run."""
+    known = {b.name for b in run.backends} | {b.selector for b in run.backends}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"--require {unknown[0]}: no such backend in this run "
+                          f"(backends: {', '.join(b.name for b in run.backends)})")
+    run.backends[:] = [dataclasses.replace(b, required=bool({b.name, b.selector} & set(names))) for b in run.backends]
+
+
+def _min_cases(run: Run, minimum: int | None, dtypes: list[str] | None) -> int:
+    """--min-cases N: the exit status EXIT_FAILED, with one line, where a backend x dtype ran fewer results."""
+    short = [] if minimum is None else report.shortfalls(run, minimum, dtypes or FLOAT_DTYPES)
+    if not short:
+        return EXIT_OK
+    listed = ", ".join(f"{backend} {dtype} ran {count}" for backend, dtype, count in short)
+    print(f"conformance: --min-cases {minimum} not met: {listed}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _publish(run: Run, args: argparse.Namespace) -> int:
     """Write the report, print the table, and say how the run went in the exit status."""
     if args.require_grad:
         _require_grad(run)
-    return _finish(run, args)
+    _require_backends(run, args.require or [])
+    status = _finish(run, args)
+    return status if status == EXIT_USAGE else max(status, _min_cases(run, args.min_cases, args.dtype))
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    return shlex.join(["python", "-m", "conformance", *args.argv])
 
 
 def _finish(run: Run, args: argparse.Namespace) -> int:
     """Write the report; the exit status of a run."""
+    run.command = run.command or _command_line(args)
     _write(report.RENDERERS[args.format](run), args.output)
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(run))
-    if report.ran(run) == 0:
+    return _status(run)
+
+
+def _status(run: Run) -> int:
+    """The exit status of a run whose report is out: a line for each required backend missing, and for nothing run."""
+    missing = report.missing_required(run)
+    for backend in missing:
+        print(f"conformance: required backend {backend.name} is unavailable: {backend.reason}", file=sys.stderr)
+    empty_shard = run.shard is not None and not run.results  # a shard may hold no case of a small selection
+    if report.ran(run) == 0 and not missing and not empty_shard:
         reasons = "; ".join(f"{b.name}: {b.reason}" for b in run.backends if not b.available)
         print(f"conformance: error: nothing ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
         return EXIT_USAGE
@@ -130,11 +167,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = _results_path(args)
     previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
     cases = _select_cases(args.cases, args.k)
+    shard = None
+    if args.shard is not None:
+        selected = len(cases)
+        cases, shard = shards.split(cases, *args.shard, args.dtype)
+        if not cases:
+            print(f"conformance: shard {args.shard[0]}/{args.shard[1]} holds none of the {selected} cases selected",
+                  file=sys.stderr)
     entries = registry.select(args.backend)
-    sink = journal.Journal(path, resume=args.resume is not None) if path is not None else None
+    selected = {e.name for e in entries} | {e.origin for e in entries}
+    required = [name for name in args.require or [] if name not in selected]  # --require selects its backend
+    entries += registry.select(required) if required else []
+    sink = (journal.Journal(path, resume=args.resume is not None, command=_command_line(args), shard=shard)
+            if path is not None else None)
     with _interruptible() as received, sink or contextlib.nullcontext():
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
                          journal=sink)
+    run.shard = shard
     status = _publish(run, args)
     if run.complete:
         return status
@@ -190,14 +239,73 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return _finish(run, args)
 
 
-def _positive(text: str) -> float:
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 1 on a regression between the baseline OLD and NEW."""
+    changes = diff.compare(saved.load(args.old), saved.load(args.new), diff.Drift(args.drift_factor, args.drift_above))
+    sys.stdout.write(diff.render(changes))
+    return EXIT_FAILED if changes.regressed else EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """The shards' reports as the report of the whole run; the run's exit status."""
+    merged = shards.merge(args.files, _command_line(args))
+    _write(shards.render(merged.document), args.output)
+    sys.stdout.write(report.render_table(merged.run))
+    status = _status(merged.run)
+    return status if status == EXIT_USAGE else max(status, _min_cases(merged.run, args.min_cases, list(merged.dtypes)))
+
+
+def _register_merge(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("merge", help="merge the reports of the shards of a run (run --shard K/N)")
+    sub.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                     help="the JSON report (or results file, .jsonl) of each shard")
+    sub.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                     help="write the merged JSON report here (the table prints)")
+    sub.add_argument("--min-cases", type=_count, metavar="N",
+                     help="fail where an available backend ran fewer than N results in a dtype, over all shards")
+    sub.set_defaults(handler=cmd_merge)
+
+
+def _register_diff(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("diff", help="compare a report with a baseline: regressions (exit 1), fixes, drift")
+    sub.add_argument("old", type=Path, metavar="OLD", help="the baseline: a JSON report or a results file (.jsonl)")
+    sub.add_argument("new", type=Path, metavar="NEW", help="the report to judge against it")
+    sub.add_argument("--drift-factor", type=_positive_number, default=2.0, metavar="F",
+                     help="headroom (error / allowed) that grew by this factor is drift (default 2)")
+    sub.add_argument("--drift-above", type=_positive_number, default=0.5, metavar="H",
+                     help="... and reached at least this headroom (default 0.5)")
+    sub.set_defaults(handler=cmd_diff)
+
+
+def _positive_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
+
+
+def _positive(text: str) -> float:
+    """Seconds."""
+    try:
+        return _positive_number(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return shards.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -225,6 +333,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
         sub.add_argument("--require-grad", action="store_true",
                          help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
+        sub.add_argument("--require", action="append", metavar="NAME",
+                         help="fail the run where this backend is unavailable, instead of skipping it (repeatable; "
+                              "run selects it too)")
+        sub.add_argument("--min-cases", type=_count, metavar="N",
+                         help="fail the run where an available backend ran fewer than N results in a dtype "
+                              "(each --dtype, default all four)")
 
     run = commands.add_parser("run", help="run the cases on backends and report")
     selection(run)
@@ -246,12 +360,14 @@ def _parser() -> argparse.ArgumentParser:
                           "beside --output, else none)")
     run.add_argument("--resume", type=Path, metavar="FILE",
                      help="continue the run recorded in FILE: skip what it holds, append the rest to it")
+    run.add_argument("--shard", type=_shard, metavar="K/N",
+                     help="run only shard K of N (cases split by a stable hash of their id; merge recombines them)")
     run.set_defaults(handler=cmd_run)
 
     rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
     rerender.add_argument("file", type=Path, metavar="FILE", help="a results file (.jsonl) written by run")
     reporting(rerender)
-    rerender.set_defaults(handler=cmd_report)
+    rerender.set_defaults(handler=cmd_report, dtype=None)
 
     backends = commands.add_parser("backends", help="list backends with availability and reason")
     backends.add_argument("--backend", action="append", metavar="NAME", help="only these (names or module:attr)")
@@ -281,13 +397,18 @@ def _parser() -> argparse.ArgumentParser:
     selection(cases)
     cases.set_defaults(handler=cmd_cases)
 
+    _register_diff(commands)
+    _register_merge(commands)
+
     from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
     register_accuracy(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.handler(args)
     except ConfigError as exc:

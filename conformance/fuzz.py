@@ -146,8 +146,8 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
          dtypes: list[str] | None = None, progress: bool | None = None) -> Run:
     """Explore every property x op x dtype on every available backend; one Result each."""
     infos = inspect(entries)
-    run = Run(backends=infos)
     run_seed = config.resolved_seed()
+    run = Run(backends=infos, seed=run_seed)
     work = [(entry, info, prop, op, dtype)
             for entry, info in zip(entries, infos) if info.available
             for prop in properties for op in prop.ops if not ops or op in ops

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import ConfigError
-from .results import BackendInfo, Result, Run, json_safe
+from .results import BackendInfo, Result, Run, Shard, json_safe
 
 FORMAT = "bce-conformance-results"
 VERSION = 1
@@ -21,8 +21,10 @@ VERSION = 1
 class Journal:
     """Appends records to a results file, each flushed to the operating system as soon as it is written."""
 
-    def __init__(self, path: Path, resume: bool = False) -> None:
+    def __init__(self, path: Path, resume: bool = False, command: str = "", shard: Shard | None = None) -> None:
         self.path = path
+        self.command = command
+        self.shard = shard
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if resume:
@@ -39,7 +41,9 @@ class Journal:
             raise ConfigError(f"{self.path}: cannot write results: {exc}") from None
 
     def begin(self, backends: list[BackendInfo]) -> None:
-        self._write({"record": "run", "format": FORMAT, "version": VERSION, "backends": [asdict(b) for b in backends]})
+        self._write({"record": "run", "format": FORMAT, "version": VERSION, "command": self.command,
+                     "shard": None if self.shard is None else asdict(self.shard),
+                     "backends": [asdict(b) for b in backends]})
 
     def add(self, seq: int, result: Result) -> None:
         self._write({"record": "result", "seq": seq, **result.to_dict()})
@@ -69,6 +73,10 @@ def _backend(data: dict[str, Any]) -> BackendInfo:
     return BackendInfo(**{**data, **{key: tuple(data.get(key, ())) for key in ("dtypes", "gradients")}})
 
 
+def _shard(data: dict[str, Any] | None) -> Shard | None:
+    return None if data is None else Shard(**{**data, "cases": tuple(data["cases"]), "dtypes": tuple(data["dtypes"])})
+
+
 def read(path: Path) -> Run:
     """The run a results file records: its backends, its results in run order, and whether it finished."""
     try:
@@ -78,7 +86,7 @@ def read(path: Path) -> Run:
     text = text[: text.rfind("\n") + 1]  # without the half-written line a killed runner may leave
     backends: dict[str, BackendInfo] = {}
     results: dict[tuple[str, str, str, str | None], tuple[int, Result]] = {}
-    complete = False
+    complete, command, shard = False, "", None
     for number, line in enumerate(text.split("\n")[:-1], 1):
         try:
             record = json.loads(line)
@@ -89,7 +97,8 @@ def read(path: Path) -> Run:
                 if record.get("version") != VERSION:
                     raise ValueError(f"format version {record.get('version')!r}; this harness reads {VERSION}")
                 backends.update((b["name"], _backend(b)) for b in record["backends"])
-                complete = False
+                complete, command = False, record.get("command", "")
+                shard = _shard(record.get("shard"))
             elif kind == "result":
                 seq = int(record.pop("seq"))
                 result = Result.from_dict(record)
@@ -103,4 +112,5 @@ def read(path: Path) -> Run:
     if not backends:
         raise ConfigError(f"{path}: not a results file (no run record)")
     ordered = [result for _, result in sorted(results.values(), key=lambda item: item[0])]
-    return Run(backends=list(backends.values()), results=ordered, complete=complete)
+    return Run(backends=list(backends.values()), results=ordered, complete=complete, command=command,
+               shard=shard)

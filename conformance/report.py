@@ -11,13 +11,13 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from xml.etree import ElementTree as ET
 
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
-from .results import GATE_FAILURES, NOT_RUN, Result, Run, Status, json_safe
+from .results import GATE_FAILURES, NOT_RUN, BackendInfo, Result, Run, Status, json_safe
 
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1
@@ -60,8 +60,20 @@ def ran(run: Run) -> int:
     return sum(1 for r in run.results if r.status not in NOT_RUN)
 
 
+def missing_required(run: Run) -> list[BackendInfo]:
+    """Backends that --require named and that could not run."""
+    return [b for b in run.backends if b.required and not b.available]
+
+
 def gate_passed(run: Run) -> bool:
-    return not any(r.status in GATE_FAILURES for r in run.results)
+    return not missing_required(run) and not any(r.status in GATE_FAILURES for r in run.results)
+
+
+def shortfalls(run: Run, minimum: int, dtypes: Iterable[str]) -> list[tuple[str, str, int]]:
+    """--min-cases: (backend, dtype, results run) of each available backend x dtype that ran fewer than `minimum`."""
+    counts = Counter((r.backend, r.dtype) for r in run.results if r.status not in NOT_RUN)
+    return [(b.name, dtype, counts[(b.name, dtype)]) for b in run.backends if b.available for dtype in dtypes
+            if counts[(b.name, dtype)] < minimum]
 
 
 def _worst(values: list[float | None]) -> float | None:
@@ -104,13 +116,20 @@ def _fmt(value: float | None) -> str:
 def _closing_line(run: Run) -> str:
     counts = totals(run)
     line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
+    for backend in missing_required(run):
+        line += f"; required backend {backend.name} unavailable"
     return line if run.complete else f"{line} (incomplete: the run was interrupted)"
+
+
+def _availability(backend: BackendInfo) -> str:
+    if backend.available:
+        return "available"
+    return "unavailable (required: failed)" if backend.required else "unavailable"
 
 
 def _tables(run: Run, tablefmt: str) -> list[str]:
     sections = []
-    backend_rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, b.origin]
-                    for b in run.backends]
+    backend_rows = [[b.name, _availability(b), b.version or b.reason, b.origin] for b in run.backends]
     sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "from"], tablefmt=tablefmt))
     rows = summary(run)
     if rows:
@@ -156,6 +175,7 @@ def _package_version(name: str) -> str:
 
 
 def environment() -> dict[str, Any]:
+    """This machine and the packages a result depends on."""
     return {
         "harness": _package_version("bce-conformance"),
         "python": sys.version.split()[0],
@@ -170,33 +190,44 @@ def render_json(run: Run) -> str:
         "format": "bce-conformance-report",
         "version": REPORT_VERSION,
         "complete": run.complete,
-        "environment": environment(),
+        "environment": {**environment(), "command": run.command, "seed": run.seed},
         "backends": [asdict(b) for b in run.backends],
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "summary": summary(run),
         "results": [r.to_dict() for r in run.results],
+        **({"shard": asdict(run.shard)} if run.shard is not None else {}),
     }
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
 
 
 def render_junit(run: Run) -> str:
     root = ET.Element("testsuites", name="bce-conformance")
+    machine = environment()
+    context = [("python", machine["python"]), ("platform", machine["platform"]),
+               *((name, value) for name, value in machine["packages"].items()), ("command", run.command),
+               *([("seed", str(run.seed))] if run.seed is not None else [])]
     by_backend: dict[str, list[Result]] = defaultdict(list)
     for result in run.results:
         by_backend[result.backend].append(result)
     for info in run.backends:
         results = by_backend.get(info.name, [])
         counts = Counter(r.status for r in results)
+        absent = 0 if results else 1  # no results: one availability test, failed where --require named it
+        missing = info.required and not info.available
         suite = ET.SubElement(root, "testsuite", name=info.name, tests=str(len(results) or 1),
-                              failures=str(counts[Status.FAILED]),
+                              failures=str(counts[Status.FAILED] + (absent if missing else 0)),
                               errors=str(sum(counts[s] for s in GATE_FAILURES if s != Status.FAILED)),
-                              skipped=str(sum(counts[s] for s in NOT_RUN) if results else 1),
+                              skipped=str(sum(counts[s] for s in NOT_RUN) + (0 if missing else absent)),
                               time=f"{sum(r.seconds for r in results):.6f}")
         properties = ET.SubElement(suite, "properties")
-        ET.SubElement(properties, "property", name="version", value=info.version or info.reason)
+        for name, value in [("version", info.version or info.reason), ("device", info.device), *context]:
+            ET.SubElement(properties, "property", name=name, value=value)
         if not results:
             case = ET.SubElement(suite, "testcase", classname=info.name, name="availability", time="0")
-            ET.SubElement(case, "skipped", message=info.reason or "not run")
+            if missing:
+                ET.SubElement(case, "failure", message=f"required backend unavailable: {info.reason}", type="unavailable")
+            else:
+                ET.SubElement(case, "skipped", message=info.reason or "not run")
         for r in results:
             path, _, line = r.source.rpartition(":")
             name = f"{r.case_id}[{r.dtype}]" + ("" if r.wrt is None else f"[{checked(r.wrt)}]")

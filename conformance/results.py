@@ -95,6 +95,8 @@ class BackendInfo:
     version: str = ""
     dtypes: tuple[str, ...] = ()
     gradients: tuple[str, ...] = ()  # the ops it differentiates
+    device: str = ""  # where it computes (the adapter's optional `device`), "" where it does not say
+    required: bool = False  # --require: being unavailable fails the run instead of skipping the backend
 
     @property
     def selector(self) -> str:
@@ -102,8 +104,21 @@ class BackendInfo:
         return self.origin if ":" in self.origin else self.name
 
 
+@dataclass(frozen=True)
+class Shard:
+    """A run of part of a selection (`run --shard K/N`): which part, and the whole selection in run order."""
+
+    index: int
+    count: int
+    cases: tuple[str, ...]  # every selected case id, in run order
+    dtypes: tuple[str, ...] = ()  # the --dtype selection (empty: every dtype of each case)
+
+
 @dataclass
 class Run:
     backends: list[BackendInfo]
     results: list[Result] = field(default_factory=list)
     complete: bool = True  # False when the run was interrupted, or read back from an unfinished results file
+    command: str = ""  # the command line that produced it
+    seed: int | None = None  # the hypothesis seed of a fuzz run
+    shard: Shard | None = None

@@ -50,13 +50,14 @@ def _inspect(entry: Entry) -> BackendInfo:
         return BackendInfo(entry.name, entry.origin, False, entry.load_error)
     backend = entry.backend
     try:
+        device = str(getattr(backend, "device", ""))  # optional: where it computes
         availability = backend.availability()
         version = backend.version() if availability.available else ""
     except Exception as exc:  # an adapter whose probe breaks is unavailable, with the reason
         return BackendInfo(entry.name, entry.origin, False, f"availability check raised {type(exc).__name__}: {exc}")
     gradients = tuple(op for op in GRADIENT_METHODS if supports_grad(backend, op))
     return BackendInfo(entry.name, entry.origin, availability.available, availability.reason, version,
-                       tuple(sorted(backend.dtypes)), gradients)
+                       tuple(sorted(backend.dtypes)), gradients, device)
 
 
 def inspect(entries: Iterable[Entry]) -> list[BackendInfo]:

@@ -89,6 +89,7 @@ def _reduce(loss: np.ndarray, reduction: str, dtype: np.dtype) -> np.ndarray:
 
 class NumpyBackend:
     name = "numpy"
+    device = "cpu"
     dtypes = frozenset({"float16", "bfloat16", "float32", "float64"})
 
     def availability(self) -> Availability:
