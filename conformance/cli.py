@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import journal, registry, report, runner
+from . import expectations, journal, registry, report, runner
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -64,11 +64,32 @@ def _require_grad(run: Run) -> None:
     ]
 
 
-def _publish(run: Run, args: argparse.Namespace) -> int:
+def _manifests(args: argparse.Namespace) -> list[expectations.Manifest]:
+    """--expectations FILE...: loaded before anything runs, so a malformed manifest costs no run."""
+    return [expectations.load(path) for path in args.expectations or []]
+
+
+def _expect(run: Run, args: argparse.Namespace, manifests: list[expectations.Manifest]) -> Run:
+    """Mark the results the manifests list (and --update-expectations records); warn of entries matching nothing."""
+    update = getattr(args, "update_expectations", None)
+    if update is not None:
+        if not run.complete:
+            raise ConfigError(f"{update}: not written: the run did not finish, so its failures are not all known")
+        manifests = [*manifests, expectations.write(update, run)]
+        print(f"conformance: wrote {len(manifests[-1].entries)} expectations to {update}", file=sys.stderr)
+    if not manifests:
+        return run
+    run, warnings = expectations.apply(run, manifests, args.strict_expectations)
+    for warning in warnings:
+        print(f"conformance: warning: {warning}", file=sys.stderr)
+    return run
+
+
+def _publish(run: Run, args: argparse.Namespace, manifests: list[expectations.Manifest]) -> int:
     """Write the report, print the table, and say how the run went in the exit status."""
     if args.require_grad:
         _require_grad(run)
-    return _finish(run, args)
+    return _finish(_expect(run, args, manifests), args)
 
 
 def _finish(run: Run, args: argparse.Namespace) -> int:
@@ -129,13 +150,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     isolation = _isolation(args)
     path = _results_path(args)
     previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
+    manifests = _manifests(args)
     cases = _select_cases(args.cases, args.k)
     entries = registry.select(args.backend)
+    if args.update_expectations is not None and len(entries) != 1:
+        raise ConfigError(f"{args.update_expectations}: --update-expectations records one backend's manifest; "
+                          f"select it with --backend")
     sink = journal.Journal(path, resume=args.resume is not None) if path is not None else None
     with _interruptible() as received, sink or contextlib.nullcontext():
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
                          journal=sink)
-    status = _publish(run, args)
+    status = _publish(run, args, manifests)
     if run.complete:
         return status
     signum = received[-1] if received else signal.SIGINT
@@ -146,8 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    manifests = _manifests(args)
     run = journal.read(args.file)
-    status = _publish(run, args)
+    status = _publish(run, args, manifests)
     if not run.complete:
         print(f"conformance: {args.file}: the run did not finish; this report holds its {len(run.results)} results",
               file=sys.stderr)
@@ -220,6 +246,17 @@ def _parser() -> argparse.ArgumentParser:
                          help="case file or folder (repeatable; default: the shipped cases)")
         sub.add_argument("-k", action="append", metavar="REGEX", help="select case ids matching REGEX (repeatable)")
 
+    def expecting(sub: argparse.ArgumentParser, update: bool) -> None:
+        group = sub.add_mutually_exclusive_group()
+        group.add_argument("--expectations", action="append", type=Path, metavar="FILE",
+                           help="an expectations manifest: the deviations a backend accepts (repeatable)")
+        if update:
+            group.add_argument("--update-expectations", type=Path, metavar="FILE",
+                               help="write this run's failures (one backend) to FILE as a starting manifest, "
+                                    "and judge the run with it")
+        sub.add_argument("--strict-expectations", action="store_true",
+                         help="fail a listed deviation that now passes (default: reported as an unexpected pass)")
+
     def reporting(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--format", choices=report.FORMATS, default="table")
         sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
@@ -232,6 +269,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="backend name or package.module:attr (repeatable; default: every built-in backend)")
     run.add_argument("--dtype", action="append", choices=list(NUMPY_DTYPES), help="only this dtype (repeatable)")
     reporting(run)
+    expecting(run, update=True)
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: only on a terminal)")
     run.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
@@ -251,6 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
     rerender.add_argument("file", type=Path, metavar="FILE", help="a results file (.jsonl) written by run")
     reporting(rerender)
+    expecting(rerender, update=False)
     rerender.set_defaults(handler=cmd_report)
 
     backends = commands.add_parser("backends", help="list backends with availability and reason")

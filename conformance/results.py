@@ -21,6 +21,8 @@ class Status(str, Enum):
 
 
 NOT_RUN = (Status.SKIPPED, Status.UNSUPPORTED)
+EXPECTED, UNEXPECTED_PASS = "expected", "unexpected-pass"
+"""The marks an expectations manifest puts on a result (`Result.expectation`)."""
 GATE_FAILURES = (Status.FAILED, Status.ERROR, Status.CRASHED, Status.TIMEOUT)
 """Statuses that make a run red."""
 
@@ -45,6 +47,7 @@ class Result:
     seconds: float = 0.0  # time spent inside the backend
     tags: list[str] = field(default_factory=list)
     rerun: str = ""  # the command that reruns just this result, where the case file does not say it
+    expectation: str = ""  # "expected" or "unexpected-pass" where an expectations manifest lists it (expectations.py)
 
     @property
     def key(self) -> tuple[str, str, str, str | None]:
@@ -95,6 +98,7 @@ class BackendInfo:
     version: str = ""
     dtypes: tuple[str, ...] = ()
     gradients: tuple[str, ...] = ()  # the ops it differentiates
+    device: str = ""  # the adapter's optional `device` attribute (torch: cpu, cuda), for expectation conditions
 
     @property
     def selector(self) -> str:
