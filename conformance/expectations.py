@@ -167,6 +167,11 @@ def active(manifests: Iterable[Manifest], backends: Iterable[BackendInfo]) -> tu
     return entries, warnings
 
 
+def listing(entries: list[Expectation], result: Result) -> int | None:
+    """The index of the first entry that lists the result, if any."""
+    return next((i for i, e in enumerate(entries) if e.selects(result.backend, result.case_id, result.dtype)), None)
+
+
 def apply(run: Run, manifests: list[Manifest], strict: bool = False) -> tuple[Run, list[str]]:
     """The run with its results marked (the first active entry that lists a result judges it), and one
     warning line per active entry that matches no result."""
@@ -179,8 +184,7 @@ def apply(run: Run, manifests: list[Manifest], strict: bool = False) -> tuple[Ru
     used: set[int] = set()
     results = []
     for result in run.results:
-        number = next((i for i, e in enumerate(entries) if e.selects(result.backend, result.case_id, result.dtype)),
-                      None)
+        number = listing(entries, result)
         if number is None:
             results.append(result)
             continue
