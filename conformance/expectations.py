@@ -59,6 +59,7 @@ class Expectation:
     case: str | None = None
     pattern: re.Pattern[str] | None = None
     dtypes: tuple[str, ...] = ()
+    wrt: tuple[str, ...] = ()  # only the gradients by these tensors; empty: every result of the case
     version: SpecifierSet | None = None
     device: re.Pattern[str] | None = None
     budget: Budget | None = None
@@ -68,8 +69,8 @@ class Expectation:
     def label(self) -> str:
         return self.case if self.case is not None else f"pattern {self.pattern.pattern!r}"  # type: ignore[union-attr]
 
-    def selects(self, backend: str, case_id: str, dtype: str) -> bool:
-        if backend != self.backend or (self.dtypes and dtype not in self.dtypes):
+    def selects(self, backend: str, case_id: str, dtype: str, wrt: str | None) -> bool:
+        if backend != self.backend or (self.dtypes and dtype not in self.dtypes) or (self.wrt and wrt not in self.wrt):
             return False
         return case_id == self.case if self.pattern is None else self.pattern.search(case_id) is not None
 
@@ -117,7 +118,7 @@ def _entry(raw: dict[str, Any], backend: str, where: str) -> Expectation:
     return Expectation(
         source=where, backend=backend, outcome=Status(raw["outcome"]), reason=raw["reason"], case=raw.get("case"),
         pattern=_compiled(raw["pattern"], where, "pattern") if "pattern" in raw else None,
-        dtypes=tuple(raw.get("dtypes", ())), version=version,
+        dtypes=tuple(raw.get("dtypes", ())), wrt=tuple(raw.get("wrt", ())), version=version,
         device=_compiled(when["device"], where, "when.device") if "device" in when else None,
         budget=Budget(**{k: float(v) for k, v in budget.items()}) if budget else None, link=raw.get("link", ""),
     )
@@ -169,7 +170,8 @@ def active(manifests: Iterable[Manifest], backends: Iterable[BackendInfo]) -> tu
 
 def listing(entries: list[Expectation], result: Result) -> int | None:
     """The index of the first entry that lists the result, if any."""
-    return next((i for i, e in enumerate(entries) if e.selects(result.backend, result.case_id, result.dtype)), None)
+    key = (result.backend, result.case_id, result.dtype, result.wrt)
+    return next((i for i, e in enumerate(entries) if e.selects(*key)), None)
 
 
 def apply(run: Run, manifests: list[Manifest], strict: bool = False) -> tuple[Run, list[str]]:
@@ -206,7 +208,8 @@ def _budget(results: list[Result]) -> dict[str, float]:
 
 def starting_manifest(run: Run) -> dict[str, Any]:
     """Every failure of a one-backend run as a manifest entry (one per case, dtype and outcome), with the
-    measured deviation (in that dtype) as its budget and the harness's message as its reason."""
+    measured deviation (in that dtype) as its budget and the harness's message as its reason; a gradient case's
+    entry names the gradients that failed."""
     backends = {r.backend for r in run.results}
     if len(backends) != 1:
         raise ConfigError(f"--update-expectations writes one backend's manifest; this run has {len(backends)} "
@@ -217,7 +220,11 @@ def starting_manifest(run: Run) -> dict[str, Any]:
             groups.setdefault((result.case_id, result.dtype, result.status), []).append(result)
     expectations = []
     for (case_id, dtype, status), results in groups.items():
-        entry: dict[str, Any] = {"case": case_id, "dtypes": [dtype], "outcome": str(status)}
+        entry: dict[str, Any] = {"case": case_id, "dtypes": [dtype]}
+        wrt = [r.wrt for r in results if r.wrt is not None]
+        if wrt:
+            entry["wrt"] = wrt
+        entry["outcome"] = str(status)
         budget = _budget(results)
         if budget:
             entry["budget"] = budget

@@ -114,7 +114,7 @@ def _unmatched(plan: Plan) -> list[str]:
     """Active entries that list no collected case x dtype."""
     return [f"{entry.source}: expectation {entry.label} matches no case"
             for target in plan.targets for entry in target.listed
-            if not any(entry.selects(target.info.name, case.id, dtype) for case, dtype, _ in plan.work())]
+            if not any(entry.selects(target.info.name, case.id, dtype, wrt) for case, dtype, wrt in plan.work())]
 
 
 def pytest_configure(config: pytest.Config) -> None:

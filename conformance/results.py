@@ -102,8 +102,9 @@ class BackendInfo:
 
     @property
     def selector(self) -> str:
-        """The `--backend` argument that selects it again: its module:attr where it was loaded from one, else its name."""
-        return self.origin if ":" in self.origin else self.name
+        """The `--backend` argument that selects it again: its module:attr where it was loaded from one, else its name
+        (built-in or from an entry point, whose origin `entry point NAME = module:attr` holds a colon too)."""
+        return self.origin if ":" in self.origin and not self.origin.startswith("entry point ") else self.name
 
 
 @dataclass

@@ -195,3 +195,29 @@ def test_first_listing_entry_judges_a_result():
     marked, warnings = expectations.apply(run_, [manifest])
     assert marked.results[0].expectation == "expected"
     assert warnings == ["m.yaml:4: expectation c matches no result"]
+
+
+def test_an_entry_naming_gradients_lists_only_those():
+    entry = expectations.Expectation("m.yaml:3", "b", Status.FAILED, "r", case="c", wrt=("target",))
+    assert entry.selects("b", "c", "float32", "target")
+    assert not entry.selects("b", "c", "float32", "input") and not entry.selects("b", "c", "float32", None)
+
+
+def test_update_expectations_names_the_failing_gradients(tmp_path, capsys):
+    path = tmp_path / "m.yaml"
+    code, _, _ = run(capsys, "run", "--backend", "tests.mutants:GradTargetClampedLikeTheLoss", "--cases",
+                     "cases/gradients_bce.yaml", "-k", "^grad-bce-eps-floor-ends$", "--dtype", "float32",
+                     "--no-isolation", "--update-expectations", str(path))
+    assert code == 0
+    (entry,) = yaml.safe_load(path.read_text())["expectations"]
+    assert entry["wrt"] == ["target"]  # its d/d input passes, and is no unexpected pass
+    code, out, _ = run(capsys, "run", "--backend", "tests.mutants:GradTargetClampedLikeTheLoss", "--cases",
+                       "cases/gradients_bce.yaml", "-k", "^grad-bce-eps-floor-ends$", "--dtype", "float32",
+                       "--no-isolation", "--expectations", str(path))
+    assert code == 0 and "(1 of them expected failures, 0 unexpected passes)" in out
+
+
+def test_a_backend_from_an_entry_point_is_rerun_by_name():
+    info = BackendInfo("jax", "entry point jax = bce_jax:BACKEND", True)
+    assert info.selector == "jax"
+    assert BackendInfo("m", "tests.mutants:ClampAt50", True).selector == "tests.mutants:ClampAt50"
