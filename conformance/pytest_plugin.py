@@ -18,6 +18,7 @@ from reference import FLOAT_DTYPES
 
 from . import expectations, registry, runner
 from .case import Case
+from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .loader import load_cases
 from .registry import Entry
@@ -56,7 +57,7 @@ class Target:
 class Plan:
     targets: list[Target]
     cases: list[Case]
-    dtypes: tuple[str, ...]
+    dtypes: tuple[str, ...]  # those asked for (--conformance-dtype), else every dtype
     properties: list[Property]
     strict: bool
 
@@ -76,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run the BCE conformance cases on this backend (a registered name or package.module:attr)")
     group.addoption("--conformance-cases", action="append", type=Path, metavar="PATH",
                     help="case file or folder (repeatable; default: the shipped cases)")
-    group.addoption("--conformance-dtype", action="append", choices=list(FLOAT_DTYPES),
+    group.addoption("--conformance-dtype", action="append", choices=list(NUMPY_DTYPES),
                     help="only this dtype (repeatable)")
     group.addoption("--conformance-expectations", action="append", type=Path, metavar="FILE",
                     help="an expectations manifest: listed failures are xfail (repeatable)")
@@ -100,7 +101,7 @@ def _plan(config: pytest.Config) -> Plan:
     for warning in warnings:
         config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
     targets = [Target(entry, info, [e for e in listed if e.backend == info.name]) for entry, info in zip(entries, infos)]
-    dtypes = tuple(config.getoption("conformance_dtype") or FLOAT_DTYPES)
+    dtypes = tuple(config.getoption("conformance_dtype") or NUMPY_DTYPES)
     properties = []
     if config.getoption("conformance_properties"):
         from .properties import all_properties
@@ -159,7 +160,7 @@ class Backend(pytest.Collector):
             items.append(CaseTest.from_parent(self, name=name, target=self.target, case=case, dtype=dtype, wrt=wrt))
         for prop in self.plan.properties:
             for op in prop.ops:
-                for dtype in self.plan.dtypes:
+                for dtype in (d for d in FLOAT_DTYPES if d in self.plan.dtypes):
                     items.append(PropertyTest.from_parent(self, name=f"{prop.id}-{op}[{dtype}]", target=self.target,
                                                           prop=prop, op=op, dtype=dtype))
         return items

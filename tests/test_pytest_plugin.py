@@ -148,3 +148,10 @@ def test_pytest_xdist_spreads_the_cases(pytester, monkeypatch):
                                            "--conformance-expectations", str(manifest))
     result.assert_outcomes(passed=8, xfailed=8)
     result.stdout.fnmatch_lines(["*2 workers*"])
+
+
+def test_it_collects_what_run_runs(session, shipped_cases):
+    """Every result of `python -m conformance run` is one test, integer and boolean dtypes included."""
+    expected = sum(len(case.checks) * len(case.dtypes) for case in shipped_cases)
+    result = session("--conformance-backend", "numpy", "--collect-only", "-q")
+    assert sum("::" in line for line in result.stdout.lines) == expected
