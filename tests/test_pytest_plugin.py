@@ -95,9 +95,10 @@ def test_listed_cases_that_pass_are_xpass_strict_when_asked(pytester, session):
     manifest = _manifest(pytester, backend="numpy")
     args = ["--conformance-backend", "numpy", *CLAMP, "--conformance-expectations", str(manifest)]
     session(*args).assert_outcomes(passed=8, xpassed=8)
-    result = session(*args, "--conformance-strict-expectations")
-    result.assert_outcomes(passed=8, failed=8)
-    result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] listed as failed in *, but passed*"])
+    for strict in ("--conformance-strict-expectations", "-oxfail_strict=true"):  # the option, or pytest's ini
+        result = session(*args, strict)
+        result.assert_outcomes(passed=8, failed=8)
+        result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] listed as failed in *, but passed*"])
 
 
 def test_a_failure_other_than_the_listed_outcome_fails(pytester, session):
