@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import diff, journal, registry, report, runner, saved, shards
+from . import diff, expectations, journal, registry, report, runner, saved, shards
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -85,12 +85,33 @@ def _min_cases(run: Run, minimum: int | None, dtypes: list[str] | None) -> int:
     return EXIT_FAILED
 
 
-def _publish(run: Run, args: argparse.Namespace) -> int:
+def _manifests(args: argparse.Namespace) -> list[expectations.Manifest]:
+    """--expectations FILE...: loaded before anything runs, so a malformed manifest costs no run."""
+    return [expectations.load(path) for path in args.expectations or []]
+
+
+def _expect(run: Run, args: argparse.Namespace, manifests: list[expectations.Manifest]) -> Run:
+    """Mark the results the manifests list (and --update-expectations records); warn of entries matching nothing."""
+    update = getattr(args, "update_expectations", None)
+    if update is not None:
+        if not run.complete:
+            raise ConfigError(f"{update}: not written: the run did not finish, so its failures are not all known")
+        manifests = [*manifests, expectations.write(update, run)]
+        print(f"conformance: wrote {len(manifests[-1].entries)} expectations to {update}", file=sys.stderr)
+    if not manifests:
+        return run
+    run, warnings = expectations.apply(run, manifests, args.strict_expectations)
+    for warning in warnings:
+        print(f"conformance: warning: {warning}", file=sys.stderr)
+    return run
+
+
+def _publish(run: Run, args: argparse.Namespace, manifests: list[expectations.Manifest]) -> int:
     """Write the report, print the table, and say how the run went in the exit status."""
     if args.require_grad:
         _require_grad(run)
     _require_backends(run, args.require or [])
-    status = _finish(run, args)
+    status = _finish(_expect(run, args, manifests), args)
     return status if status == EXIT_USAGE else max(status, _min_cases(run, args.min_cases, args.dtype))
 
 
@@ -166,6 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     isolation = _isolation(args)
     path = _results_path(args)
     previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
+    manifests = _manifests(args)
     cases = _select_cases(args.cases, args.k)
     shard = None
     if args.shard is not None:
@@ -175,6 +197,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"conformance: shard {args.shard[0]}/{args.shard[1]} holds none of the {selected} cases selected",
                   file=sys.stderr)
     entries = registry.select(args.backend)
+    if args.update_expectations is not None and len(entries) != 1:
+        raise ConfigError(f"{args.update_expectations}: --update-expectations records one backend's manifest; "
+                          f"select it with --backend")
     selected = {e.name for e in entries} | {e.origin for e in entries}
     required = [name for name in args.require or [] if name not in selected]  # --require selects its backend
     entries += registry.select(required) if required else []
@@ -184,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
                          journal=sink)
     run.shard = shard
-    status = _publish(run, args)
+    status = _publish(run, args, manifests)
     if run.complete:
         return status
     signum = received[-1] if received else signal.SIGINT
@@ -195,8 +220,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    manifests = _manifests(args)
     run = journal.read(args.file)
-    status = _publish(run, args)
+    status = _publish(run, args, manifests)
     if not run.complete:
         print(f"conformance: {args.file}: the run did not finish; this report holds its {len(run.results)} results",
               file=sys.stderr)
@@ -328,6 +354,17 @@ def _parser() -> argparse.ArgumentParser:
                          help="case file or folder (repeatable; default: the shipped cases)")
         sub.add_argument("-k", action="append", metavar="REGEX", help="select case ids matching REGEX (repeatable)")
 
+    def expecting(sub: argparse.ArgumentParser, update: bool) -> None:
+        group = sub.add_mutually_exclusive_group()
+        group.add_argument("--expectations", action="append", type=Path, metavar="FILE",
+                           help="an expectations manifest: the deviations a backend accepts (repeatable)")
+        if update:
+            group.add_argument("--update-expectations", type=Path, metavar="FILE",
+                               help="write this run's failures (one backend) to FILE as a starting manifest, "
+                                    "and judge the run with it")
+        sub.add_argument("--strict-expectations", action="store_true",
+                         help="fail a listed deviation that now passes (default: reported as an unexpected pass)")
+
     def reporting(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--format", choices=report.FORMATS, default="table")
         sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
@@ -346,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="backend name or package.module:attr (repeatable; default: every built-in backend)")
     run.add_argument("--dtype", action="append", choices=list(NUMPY_DTYPES), help="only this dtype (repeatable)")
     reporting(run)
+    expecting(run, update=True)
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: only on a terminal)")
     run.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
@@ -367,6 +405,7 @@ def _parser() -> argparse.ArgumentParser:
     rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
     rerender.add_argument("file", type=Path, metavar="FILE", help="a results file (.jsonl) written by run")
     reporting(rerender)
+    expecting(rerender, update=False)
     rerender.set_defaults(handler=cmd_report, dtype=None)
 
     backends = commands.add_parser("backends", help="list backends with availability and reason")

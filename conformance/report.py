@@ -17,7 +17,7 @@ from xml.etree import ElementTree as ET
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
-from .results import GATE_FAILURES, NOT_RUN, BackendInfo, Result, Run, Status, json_safe
+from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status, json_safe
 
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1
@@ -65,8 +65,13 @@ def missing_required(run: Run) -> list[BackendInfo]:
     return [b for b in run.backends if b.required and not b.available]
 
 
+def failing(result: Result) -> bool:
+    """Whether the result makes the run red: a failure that no expectations manifest lists."""
+    return result.status in GATE_FAILURES and result.expectation != EXPECTED
+
+
 def gate_passed(run: Run) -> bool:
-    return not missing_required(run) and not any(r.status in GATE_FAILURES for r in run.results)
+    return not missing_required(run) and not any(failing(r) for r in run.results)
 
 
 def shortfalls(run: Run, minimum: int, dtypes: Iterable[str]) -> list[tuple[str, str, int]]:
@@ -74,6 +79,17 @@ def shortfalls(run: Run, minimum: int, dtypes: Iterable[str]) -> list[tuple[str,
     counts = Counter((r.backend, r.dtype) for r in run.results if r.status not in NOT_RUN)
     return [(b.name, dtype, counts[(b.name, dtype)]) for b in run.backends if b.available for dtype in dtypes
             if counts[(b.name, dtype)] < minimum]
+
+
+def marked(run: Run) -> Counter:
+    """How many results an expectations manifest marked, per mark."""
+    return Counter(r.expectation for r in run.results if r.expectation)
+
+
+def expectation_counts(run: Run) -> dict[str, int]:
+    """The `expectations` object of a JSON report."""
+    counts = marked(run)
+    return {mark: counts[mark] for mark in (EXPECTED, UNEXPECTED_PASS)}
 
 
 def _worst(values: list[float | None]) -> float | None:
@@ -99,6 +115,7 @@ def summary(run: Run) -> list[dict[str, Any]]:
             "backend": backend, "op": op, "wrt": wrt, "dtype": dtype,
             "ran": len(results) - sum(counts[s] for s in NOT_RUN),
             **{str(s): counts[s] for s in STATUSES},
+            **{mark: sum(r.expectation == mark for r in results) for mark in (EXPECTED, UNEXPECTED_PASS)},
             "worst_ulp": _worst([r.max_ulp_error for r in compared]),
             "worst_headroom": _worst([r.headroom for r in compared]),
         })
@@ -116,6 +133,10 @@ def _fmt(value: float | None) -> str:
 def _closing_line(run: Run) -> str:
     counts = totals(run)
     line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
+    expectations = marked(run)
+    if expectations:
+        line += (f" ({expectations[EXPECTED]} of them expected failures, "
+                 f"{expectations[UNEXPECTED_PASS]} unexpected passes)")
     for backend in missing_required(run):
         line += f"; required backend {backend.name} unavailable"
     return line if run.complete else f"{line} (incomplete: the run was interrupted)"
@@ -135,12 +156,20 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
     if rows:
         # The unsupported column shows only where some backend lacks a gradient capability.
         statuses = [s for s in STATUSES if s != Status.UNSUPPORTED or any(r[str(s)] for r in rows)]
+        # the expectation columns show only where a manifest marked some result
+        marks = [m for m in (EXPECTED, UNEXPECTED_PASS) if any(r[m] for r in rows)]
         table = [[r["backend"], r["op"], r["dtype"], checked(r["wrt"]), r["ran"], *(r[str(s)] for s in statuses),
-                  _fmt(r["worst_ulp"]), _fmt(r["worst_headroom"])] for r in rows]
-        counts = ["errors" if s == Status.ERROR else str(s) for s in statuses]
+                  *(r[m] for m in marks), _fmt(r["worst_ulp"]), _fmt(r["worst_headroom"])] for r in rows]
+        counts = ["errors" if s == Status.ERROR else str(s) for s in statuses] + [m.replace("-", " ") for m in marks]
         headers = ["backend", "op", "dtype", "checks", "ran", *counts, "worst ulp", "headroom"]
         sections.append(tabulate(table, headers=headers, tablefmt=tablefmt))
-    bad = [r for r in run.results if r.status in GATE_FAILURES]
+    known = [r for r in run.results if r.expectation]
+    if known:
+        rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
+                 str(r.status), r.expectation, r.message] for r in known]
+        sections.append(tabulate(rows, headers=["backend", "case", "dtype", "status", "expectation", "message"],
+                                 tablefmt=tablefmt, maxcolwidths=[None] * 5 + [90]))
+    bad = [r for r in run.results if failing(r)]
     if bad:
         failure_rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
                          str(r.status), r.expected, r.got, _fmt(r.max_abs_error), _fmt(r.allowed),
@@ -193,6 +222,7 @@ def render_json(run: Run) -> str:
         "environment": {**environment(), "command": run.command, "seed": run.seed},
         "backends": [asdict(b) for b in run.backends],
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
+        "expectations": expectation_counts(run),
         "summary": summary(run),
         "results": [r.to_dict() for r in run.results],
         **({"shard": asdict(run.shard)} if run.shard is not None else {}),
@@ -211,13 +241,13 @@ def render_junit(run: Run) -> str:
         by_backend[result.backend].append(result)
     for info in run.backends:
         results = by_backend.get(info.name, [])
-        counts = Counter(r.status for r in results)
+        counts = Counter(r.status if failing(r) or r.status in NOT_RUN else r.expectation for r in results)
         absent = 0 if results else 1  # no results: one availability test, failed where --require named it
         missing = info.required and not info.available
         suite = ET.SubElement(root, "testsuite", name=info.name, tests=str(len(results) or 1),
                               failures=str(counts[Status.FAILED] + (absent if missing else 0)),
                               errors=str(sum(counts[s] for s in GATE_FAILURES if s != Status.FAILED)),
-                              skipped=str(sum(counts[s] for s in NOT_RUN) + (0 if missing else absent)),
+                              skipped=str(sum(counts[s] for s in (*NOT_RUN, EXPECTED)) + (0 if missing else absent)),
                               time=f"{sum(r.seconds for r in results):.6f}")
         properties = ET.SubElement(suite, "properties")
         for name, value in [("version", info.version or info.reason), ("device", info.device), *context]:
@@ -233,7 +263,9 @@ def render_junit(run: Run) -> str:
             name = f"{r.case_id}[{r.dtype}]" + ("" if r.wrt is None else f"[{checked(r.wrt)}]")
             case = ET.SubElement(suite, "testcase", classname=f"{r.backend}.{r.op}", name=name,
                                  file=path, line=line, time=f"{r.seconds:.6f}")
-            if r.status == Status.FAILED:
+            if r.expectation == EXPECTED:  # as pytest writes an xfail
+                ET.SubElement(case, "skipped", type="pytest.xfail", message=r.message)
+            elif r.status == Status.FAILED:
                 ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r, info.selector)
             elif r.status in GATE_FAILURES:
                 ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(r, info.selector)

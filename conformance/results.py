@@ -21,6 +21,8 @@ class Status(str, Enum):
 
 
 NOT_RUN = (Status.SKIPPED, Status.UNSUPPORTED)
+EXPECTED, UNEXPECTED_PASS = "expected", "unexpected-pass"
+"""The marks an expectations manifest puts on a result (`Result.expectation`)."""
 GATE_FAILURES = (Status.FAILED, Status.ERROR, Status.CRASHED, Status.TIMEOUT)
 """Statuses that make a run red."""
 
@@ -45,6 +47,7 @@ class Result:
     seconds: float = 0.0  # time spent inside the backend
     tags: list[str] = field(default_factory=list)
     rerun: str = ""  # the command that reruns just this result, where the case file does not say it
+    expectation: str = ""  # "expected" or "unexpected-pass" where an expectations manifest lists it (expectations.py)
 
     @property
     def key(self) -> tuple[str, str, str, str | None]:
@@ -100,8 +103,9 @@ class BackendInfo:
 
     @property
     def selector(self) -> str:
-        """The `--backend` argument that selects it again: its module:attr where it was loaded from one, else its name."""
-        return self.origin if ":" in self.origin else self.name
+        """The `--backend` argument that selects it again: its module:attr where it was loaded from one, else its name
+        (built-in or from an entry point, whose origin `entry point NAME = module:attr` holds a colon too)."""
+        return self.origin if ":" in self.origin and not self.origin.startswith("entry point ") else self.name
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from .case import Case
 from .errors import ConfigError
-from .report import REPORT_VERSION, STATUSES, summary
+from .report import REPORT_VERSION, STATUSES, expectation_counts, summary
 from .results import BackendInfo, Result, Run, Shard, json_safe
 from .saved import load
 
@@ -106,7 +106,8 @@ def merge(paths: list[Path], command: str) -> Merged:
         "format": first["format"], "version": REPORT_VERSION, "complete": run.complete,
         "environment": {**first["environment"], "command": command},
         "backends": [{**b, "required": backend.required} for b, backend in zip(first["backends"], backends)],
-        "totals": counts, "summary": json_safe(summary(run)), "results": results,
+        "totals": counts, "expectations": expectation_counts(run), "summary": json_safe(summary(run)),
+        "results": results,
         "merged": [{"file": str(path), "shard": d["shard"]["index"], "environment": d["environment"]}
                    for path, d in documents],
     }

@@ -4,6 +4,8 @@ import pytest
 
 from conformance.loader import load_cases
 
+pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest sessions of its own
+
 
 @pytest.fixture(scope="session")
 def shipped_cases():

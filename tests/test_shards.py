@@ -125,8 +125,9 @@ def test_declared_fields_travel_through_merge(capsys, tmp_path, shards):
 
     marked = _edited(shards[0], tmp_path, mark)
     assert main(["merge", str(marked), str(shards[1]), "-o", str(tmp_path / "m.json")]) == 0
-    results = json.loads((tmp_path / "m.json").read_text())["results"]
-    assert [r["expectation"] for r in results if "expectation" in r] == ["expected"]
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert [r["expectation"] for r in merged["results"] if r["expectation"]] == ["expected"]
+    assert merged["expectations"] == {"expected": 1, "unexpected-pass": 0}
 
 
 def _other_harness(document):

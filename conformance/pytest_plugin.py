@@ -1,0 +1,229 @@
+"""pytest plugin (entry point `pytest11`): `pytest --conformance-backend NAME_OR_MODULE:ATTR` collects one test per
+case x dtype (per differentiated tensor for a gradient case) and, with --conformance-properties, one per
+property x op x dtype. Without --conformance-backend it does nothing.
+
+A test runs its case through the harness in the test's own process (pytest-xdist's `-n` gives the processes),
+and fails with the harness's message. An expectations manifest turns a listed failure into an xfail and a
+listed case that passes into an XPASS (strict with --conformance-strict-expectations or `xfail_strict`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from reference import FLOAT_DTYPES
+
+from . import expectations, registry, runner
+from .case import Case
+from .dtypes import NUMPY_DTYPES
+from .errors import ConfigError
+from .loader import load_cases
+from .registry import Entry
+from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Status
+
+if TYPE_CHECKING:  # hypothesis (the test extra) is imported only when --conformance-properties asks for it
+    from .properties import Property
+
+
+class Deviation(Exception):
+    """What the harness found wrong; its message is the whole failure report."""
+
+
+@dataclass
+class Target:
+    """One backend under test, the manifest entries active for it, and the results of the calls made so far."""
+
+    entry: Entry
+    info: BackendInfo
+    listed: list[expectations.Expectation]
+    results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
+
+    def result(self, case: Case, dtype: str, wrt: str | None) -> Result:
+        """The result of one case x dtype (one backend call serves all of a gradient case's tests)."""
+        key = (case.id, dtype)
+        if key not in self.results:
+            self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=None).results
+        return next(r for r in self.results[key] if r.wrt == wrt)
+
+    def judged(self, result: Result) -> Result:
+        number = expectations.listing(self.listed, result)
+        return result if number is None else expectations.mark(result, self.listed[number])
+
+
+@dataclass
+class Plan:
+    targets: list[Target]
+    cases: list[Case]
+    dtypes: tuple[str, ...]  # those asked for (--conformance-dtype), else every dtype
+    properties: list[Property]
+    strict: bool
+
+    def work(self) -> Iterator[tuple[Case, str, str | None]]:
+        for case in self.cases:
+            for dtype in case.dtypes:
+                if dtype in self.dtypes:
+                    yield from ((case, dtype, wrt) for wrt in case.checks)
+
+
+PLAN = pytest.StashKey[Plan]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "BCE conformance (bce-conformance)")
+    group.addoption("--conformance-backend", metavar="NAME_OR_MODULE:ATTR",
+                    help="run the BCE conformance cases on this backend (a registered name or package.module:attr)")
+    group.addoption("--conformance-cases", action="append", type=Path, metavar="PATH",
+                    help="case file or folder (repeatable; default: the shipped cases)")
+    group.addoption("--conformance-dtype", action="append", choices=list(NUMPY_DTYPES),
+                    help="only this dtype (repeatable)")
+    group.addoption("--conformance-expectations", action="append", type=Path, metavar="FILE",
+                    help="an expectations manifest: listed failures are xfail (repeatable)")
+    group.addoption("--conformance-strict-expectations", action="store_true",
+                    help="a listed case that passes fails (XPASS(strict)); also set by the xfail_strict ini option")
+    group.addoption("--conformance-properties", action="store_true",
+                    help="also one test per property x op x dtype (hypothesis, profile bce-ci unless "
+                         "--hypothesis-profile)")
+
+
+def _plan(config: pytest.Config) -> Plan:
+    entries = registry.select([config.getoption("conformance_backend")])
+    manifests = [expectations.load(path) for path in config.getoption("conformance_expectations") or []]
+    infos = runner.inspect(entries)
+    names = {info.name for info in infos}
+    for manifest in manifests:
+        if manifest.backend not in names:
+            raise ConfigError(f"{manifest.path}: expectations of backend {manifest.backend!r}, which "
+                              f"--conformance-backend does not select ({', '.join(sorted(names))})")
+    listed, warnings = expectations.active(manifests, infos)
+    for warning in warnings:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
+    targets = [Target(entry, info, [e for e in listed if e.backend == info.name]) for entry, info in zip(entries, infos)]
+    dtypes = tuple(config.getoption("conformance_dtype") or NUMPY_DTYPES)
+    properties = []
+    if config.getoption("conformance_properties"):
+        from .properties import all_properties
+
+        properties = all_properties()
+    strict = bool(config.getoption("conformance_strict_expectations") or config.getini("xfail_strict"))
+    return Plan(targets, load_cases(config.getoption("conformance_cases")), dtypes, properties, strict)
+
+
+def _unmatched(plan: Plan) -> list[str]:
+    """Active entries that list no collected case x dtype."""
+    return [f"{entry.source}: expectation {entry.label} matches no case"
+            for target in plan.targets for entry in target.listed
+            if not any(entry.selects(target.info.name, case.id, dtype, wrt) for case, dtype, wrt in plan.work())]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("conformance_backend"):
+        return
+    try:
+        plan = _plan(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"conformance: {exc}") from None
+    config.stash[PLAN] = plan
+    if not hasattr(config, "workerinput"):  # once, in the controlling process of pytest-xdist
+        for warning in _unmatched(plan):
+            config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
+    if plan.properties and config.getoption("hypothesis_profile", None) is None:
+        from hypothesis import settings
+
+        from . import fuzz  # registers the bce-ci and bce-nightly profiles  # noqa: F401
+        settings.load_profile("bce-ci")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    plan = config.stash.get(PLAN, None)
+    if plan is None:
+        return
+    for target in plan.targets:
+        name = f"conformance-{target.info.name}"
+        items.extend(session.genitems(Backend.from_parent(session, name=name, nodeid=name, plan=plan, target=target)))
+
+
+class Backend(pytest.Collector):
+    """The tests of one backend: its cases, then its properties."""
+
+    def __init__(self, *, plan: Plan, target: Target, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan, self.target = plan, target
+
+    def collect(self) -> list[pytest.Item]:
+        items: list[pytest.Item] = []
+        for case, dtype, wrt in self.plan.work():
+            name = f"{case.id}[{dtype}]" if wrt is None else f"{case.id}[{dtype}-{wrt}]"
+            items.append(CaseTest.from_parent(self, name=name, target=self.target, case=case, dtype=dtype, wrt=wrt))
+        for prop in self.plan.properties:
+            for op in prop.ops:
+                for dtype in (d for d in FLOAT_DTYPES if d in self.plan.dtypes):
+                    items.append(PropertyTest.from_parent(self, name=f"{prop.id}-{op}[{dtype}]", target=self.target,
+                                                          prop=prop, op=op, dtype=dtype))
+        return items
+
+
+class _Test(pytest.Item):
+    target: Target
+
+    def _skip_unavailable(self) -> None:
+        if not self.target.info.available:
+            pytest.skip(f"{self.target.info.name} is unavailable: {self.target.info.reason}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, Deviation):
+            return "\n".join([str(excinfo.value), *getattr(excinfo.value, "__notes__", [])])
+        return super().repr_failure(excinfo, style)
+
+
+class CaseTest(_Test):
+    def __init__(self, *, target: Target, case: Case, dtype: str, wrt: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target, self.case, self.dtype, self.wrt = target, case, dtype, wrt
+
+    def runtest(self) -> None:
+        self._skip_unavailable()
+        result = self.target.judged(self.target.result(self.case, self.dtype, self.wrt))
+        if result.expectation in (EXPECTED, UNEXPECTED_PASS):
+            self.add_marker(pytest.mark.xfail(reason=result.message, strict=self.config.stash[PLAN].strict))
+        if result.status in NOT_RUN:
+            pytest.skip(result.message)
+        if result.status in GATE_FAILURES:
+            raise Deviation(f"{result.status}: {result.message}")
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        path, _, line = self.case.source.rpartition(":")
+        return Path(path), int(line) - 1, self.name
+
+
+class PropertyTest(_Test):
+    def __init__(self, *, target: Target, prop: Property, op: str, dtype: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target, self.prop, self.op, self.dtype = target, prop, op, dtype
+
+    def runtest(self) -> None:
+        from hypothesis import given
+
+        from .properties import capable
+
+        self._skip_unavailable()
+        backend = self.target.entry.backend
+        assert backend is not None
+        if self.dtype not in backend.dtypes:
+            pytest.skip(f"{self.target.info.name} does not compute in {self.dtype}")
+        if not capable(backend, self.prop, self.op):
+            pytest.skip(f"{self.target.info.name} has no gradient capability for {self.op}")
+
+        @given(self.prop.strategy(self.op, self.dtype))
+        def holds(sample: Any) -> None:
+            verdict = self.prop.check(backend, sample)
+            if verdict is not None and verdict.status != Status.PASSED:
+                raise Deviation(f"{verdict.status}: {verdict.message}")
+
+        holds()
+
+    def reportinfo(self) -> tuple[str, None, str]:
+        return f"property {self.prop.id}", None, self.name

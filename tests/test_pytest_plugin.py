@@ -1,0 +1,158 @@
+"""The pytest plugin, in pytest sessions of their own (pytester): one test per case x dtype, the harness's messages,
+expectations as xfail / XPASS, properties, and -k, -x, --junitxml and pytest-xdist's -n as usual."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "cases"
+PLUGIN = ["-p", "conformance.pytest_plugin", "-p", "no:cacheprovider"]
+MUTANT = ["--conformance-backend", "tests.mutants:ClampAt50"]
+CLAMP = ["--conformance-cases", str(CASES / "bce_special_points.yaml"), "-k", "bce-clamp-p0 or bce-clamp-p1"]
+
+
+@pytest.fixture
+def session(pytester, monkeypatch):
+    """Runs pytest in-process with the plugin loaded explicitly (installed, it also loads from its entry point)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest(*PLUGIN, *args)
+
+    return run
+
+
+def test_loading_the_plugin_imports_no_optional_dependency():
+    """Installed, it loads in every pytest session of the environment, where hypothesis may be absent."""
+    code = ("import sys; import conformance.pytest_plugin; "
+            "assert 'hypothesis' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_the_entry_point_names_the_plugin():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["pytest11"] == {"bce_conformance": "conformance.pytest_plugin"}
+
+
+def test_without_the_option_it_collects_nothing_of_its_own(pytester, session):
+    pytester.makepyfile("def test_mine(): pass")
+    result = session("-q")
+    result.assert_outcomes(passed=1)
+    assert "conformance" not in result.stdout.str()
+
+
+def test_one_test_per_case_and_dtype_with_readable_ids(pytester, session):
+    pytester.makepyfile("def test_mine(): pass")  # the project's own tests still run beside
+    result = session("--conformance-backend", "numpy", "--conformance-cases", str(CASES / "document.yaml"),
+                     "--collect-only", "-q")
+    ids = [line for line in result.stdout.lines if "::" in line]
+    assert "conformance-numpy::document-bce-mean[float32]" in ids and len(ids) == 23 + 1
+    result = session("--conformance-backend", "numpy", "--conformance-cases", str(CASES / "document.yaml"))
+    result.assert_outcomes(passed=24)
+
+
+def test_gradient_cases_give_one_test_per_differentiated_tensor(session):
+    result = session("--conformance-backend", "numpy", "--conformance-cases", str(CASES / "gradients_document.yaml"),
+                     "--conformance-dtype", "float32", "-k", "grad-document-bce-mean", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*grad-document-bce-mean[[]float32-input[]] PASSED*",
+                                 "*grad-document-bce-mean[[]float32-target[]] PASSED*"])
+
+
+def test_a_failure_reports_the_harness_message_and_x_stops(session):
+    result = session(*MUTANT, *CLAMP, "--conformance-dtype", "float32")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["failed: 1 / 1 elements differ; greatest error 50 * got 50.0, expected 100.0*"])
+    assert "Traceback" not in result.stdout.str() and "def runtest" not in result.stdout.str()
+    session(*MUTANT, *CLAMP, "--conformance-dtype", "float32", "-x").assert_outcomes(passed=1, failed=1)
+
+
+def _manifest(pytester, backend="mutant-ClampAt50", extra=""):
+    return pytester.makefile(".yaml", manifest=f"backend: {backend}\nexpectations:\n"
+                                               f"  - {{case: bce-clamp-p0-y1, outcome: failed, reason: clamps at -50}}\n"
+                                               f"  - {{case: bce-clamp-p1-y0, outcome: failed, reason: clamps at -50}}\n"
+                                               + extra)
+
+
+def test_listed_failures_are_xfail_and_an_unlisted_one_fails(pytester, session):
+    manifest = _manifest(pytester)
+    session(*MUTANT, *CLAMP, "--conformance-expectations", str(manifest)).assert_outcomes(passed=8, xfailed=8)
+    manifest = _manifest(pytester, extra="  - {case: nothing-like-it, outcome: failed, reason: stale}\n")
+    manifest.write_text(manifest.read_text().replace("  - {case: bce-clamp-p1-y0, outcome: failed, reason: clamps "
+                                                     "at -50}\n", ""))
+    result = session(*MUTANT, *CLAMP, "--conformance-expectations", str(manifest))
+    result.assert_outcomes(passed=8, xfailed=4, failed=4, warnings=1)
+    result.stdout.fnmatch_lines([f"*{manifest}:4: expectation nothing-like-it matches no case*"])
+
+
+def test_listed_cases_that_pass_are_xpass_strict_when_asked(pytester, session):
+    manifest = _manifest(pytester, backend="numpy")
+    args = ["--conformance-backend", "numpy", *CLAMP, "--conformance-expectations", str(manifest)]
+    session(*args).assert_outcomes(passed=8, xpassed=8)
+    for strict in ("--conformance-strict-expectations", "-oxfail_strict=true"):  # the option, or pytest's ini
+        result = session(*args, strict)
+        result.assert_outcomes(passed=8, failed=8)
+        result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]] listed as failed in *, but passed*"])
+
+
+def test_a_failure_other_than_the_listed_outcome_fails(pytester, session):
+    manifest = _manifest(pytester)
+    manifest.write_text(manifest.read_text().replace("outcome: failed", "outcome: crashed"))
+    result = session(*MUTANT, *CLAMP, "--conformance-expectations", str(manifest))
+    result.assert_outcomes(passed=8, failed=8)
+    result.stdout.fnmatch_lines(["*listed as crashed in *, but failed*"])
+
+
+def test_junitxml_names_each_case(pytester, session):
+    report = pytester.path / "junit.xml"
+    session(*MUTANT, *CLAMP, "--conformance-dtype", "float32", f"--junitxml={report}")
+    cases = {c.get("name"): c for c in ET.parse(report).getroot().iter("testcase")}
+    assert set(cases) == {f"bce-clamp-p{p}-y{y}[float32]" for p in (0, 1) for y in (0, 1)}
+    assert "greatest error 50" in cases["bce-clamp-p0-y1[float32]"].find("failure").get("message")
+    assert cases["bce-clamp-p0-y1[float32]"].get("classname") == "conformance-mutant-ClampAt50"
+
+
+def test_properties_are_tests_too(session):
+    args = ["--conformance-cases", str(CASES / "document.yaml"), "--conformance-properties", "-k",
+            "matches-reference-bce[ and not gradient", "--conformance-dtype", "float64"]
+    session("--conformance-backend", "numpy", *args).assert_outcomes(passed=1)
+    result = session(*MUTANT, *args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["failed: 1 / 1 elements differ*", "*sample=Sample(op='bce',*"])
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--conformance-backend", "no-such-backend"], "unknown backend 'no-such-backend'"),
+    (["--conformance-backend", "numpy", "--conformance-cases", "nowhere.yaml"], "nowhere.yaml: no such case file"),
+    (["--conformance-backend", "numpy", "--conformance-expectations", "m.yaml"],
+     "m.yaml:3: expectations/0: 'reason' is a required property"),
+])
+def test_configuration_errors_are_usage_errors_naming_the_file(pytester, session, args, fragment):
+    pytester.makefile(".yaml", m="backend: numpy\nexpectations:\n  - {case: c, outcome: failed}\n")
+    result = session(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: conformance: *{fragment}*"])
+
+
+def test_pytest_xdist_spreads_the_cases(pytester, monkeypatch):
+    """In worker processes (-n 2): the same tests, the same outcomes, expectations included."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    manifest = _manifest(pytester)
+    result = pytester.runpytest_subprocess("-p", "xdist.plugin", *PLUGIN, "-n", "2", *MUTANT, *CLAMP,
+                                           "--conformance-expectations", str(manifest))
+    result.assert_outcomes(passed=8, xfailed=8)
+    result.stdout.fnmatch_lines(["*2 workers*"])
+
+
+def test_it_collects_what_run_runs(session, shipped_cases):
+    """Every result of `python -m conformance run` is one test, integer and boolean dtypes included."""
+    expected = sum(len(case.checks) * len(case.dtypes) for case in shipped_cases)
+    result = session("--conformance-backend", "numpy", "--collect-only", "-q")
+    assert sum("::" in line for line in result.stdout.lines) == expected
