@@ -156,7 +156,7 @@ def _other_version(document):
 
 @pytest.mark.parametrize("edit, fragment", [
     (_other_harness,
-     "harness 9.9, but {first} is from not installed: reports of different suite versions do not merge"),
+     "harness 9.9, but {first} is from {harness}: reports of different suite versions do not merge"),
     (_other_version, "not a bce-conformance report of version 1 (1 was expected at ['version'])"),
     (_other_selection, "a shard of another selection of cases or dtypes than {first}"),
     (_other_count, "shard 1/3, but {first} is one of 2 shards"),
@@ -168,7 +168,8 @@ def test_shards_that_do_not_belong_together_are_refused(capsys, tmp_path, shards
     code = main(["merge", str(shards[0]), str(second), "-o", str(tmp_path / "m.json")])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and not (tmp_path / "m.json").exists()
-    assert err == f"conformance: error: {second}: {fragment.format(first=shards[0])}\n"
+    harness = json.loads(shards[0].read_text())["environment"]["harness"]  # "not installed" in a source checkout
+    assert err == f"conformance: error: {second}: {fragment.format(first=shards[0], harness=harness)}\n"
 
 
 def test_a_missing_or_repeated_shard_is_refused(capsys, tmp_path, shards):
