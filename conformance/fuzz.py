@@ -21,7 +21,7 @@ from reference import FLOAT_DTYPES, Rejected
 from .adapter import Backend
 from .compare import Verdict
 from .errors import ConfigError
-from .properties import Property, capable, specified
+from .properties import Property, not_checkable, specified
 from .registry import Entry
 from .results import Result, Status
 from .runner import Run, inspect
@@ -155,42 +155,38 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
     for entry, info, prop, op, dtype in tqdm(work, desc="fuzz", unit="property", leave=False,
                                              disable=None if progress is None else not progress):
         source, wrt = f"property {prop.id}", ", ".join(prop.wrt) or None
-        if dtype not in entry.backend.dtypes:
-            run.results.append(Result(info.name, prop.id, op, dtype, Status.SKIPPED,
-                                      f"{info.name} does not compute in {dtype}", source, wrt))
-            continue
-        if not capable(entry.backend, prop, op):
-            run.results.append(Result(info.name, prop.id, op, dtype, Status.UNSUPPORTED,
-                                      f"{info.name} has no gradient capability for {op}", source, wrt))
+
+        def record(status: Status, message: str, **fields: Any) -> None:
+            run.results.append(Result(info.name, prop.id, op, dtype, status, message, fields.pop("source", source),
+                                      wrt, **fields))
+
+        reason = not_checkable(entry.backend, info.name, prop, op, dtype)
+        if reason is not None:
+            record(*reason)
             continue
         start = time.perf_counter()
         try:
             state = _explore(entry.backend, prop, op, dtype, config, run_seed)
         except HypothesisException as exc:  # e.g. a flaky backend: not judged, reported
-            run.results.append(Result(info.name, prop.id, op, dtype, Status.ERROR,
-                                      f"hypothesis could not judge: {type(exc).__name__}: {exc}", source, wrt))
+            record(Status.ERROR, f"hypothesis could not judge: {type(exc).__name__}: {exc}")
             continue
         except Exception as exc:  # the harness's own bug: this result is an error, the others stand
             first_line = (str(exc).splitlines() or [""])[0]
-            run.results.append(Result(
-                info.name, prop.id, op, dtype, Status.ERROR,
-                f"the harness failed while checking a sample (a bug here, not in {info.name}): "
-                f"{type(exc).__name__}: {first_line}", source, wrt,
-                rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), None)))
+            record(Status.ERROR, f"the harness failed while checking a sample (a bug here, not in {info.name}): "
+                                 f"{type(exc).__name__}: {first_line}",
+                   rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), None))
             continue
         seconds = time.perf_counter() - start
         if state.failure is None:
-            run.results.append(Result(info.name, prop.id, op, dtype, Status.PASSED,
-                                      f"{state.calls} examples, seed {run_seed}", source, wrt, seconds=seconds))
+            record(Status.PASSED, f"{state.calls} examples, seed {run_seed}", seconds=seconds)
             continue
         sample, verdict = state.failure
         saved = (save_counterexample(config.save_failures, prop, info.name, sample, verdict, run_seed)
                  if config.save_failures else None)
         note = f" (saved to {saved})" if saved else ""
-        run.results.append(Result(
-            info.name, prop.id, op, dtype, verdict.status, f"{verdict.message}{note}", str(saved or source), wrt,
-            expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
-            allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
-            index=verdict.index, seconds=seconds,
-            rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), saved)))
+        record(verdict.status, f"{verdict.message}{note}", source=str(saved or source),
+               expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
+               allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
+               index=verdict.index, seconds=seconds,
+               rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), saved))
     return run

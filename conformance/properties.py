@@ -244,6 +244,10 @@ def all_properties() -> list[Property]:
     return [MatchesReference(), MatchesReference(gradient=True), *(Metamorphic(r) for r in relations)]
 
 
-def capable(backend: Backend, prop: Property, op: str) -> bool:
-    """Whether the backend can be asked what the property checks."""
-    return not prop.gradient or supports_grad(backend, op)
+def not_checkable(backend: Backend, name: str, prop: Property, op: str, dtype: str) -> tuple[Status, str] | None:
+    """Why the property cannot be checked on `backend` (called `name`) in `dtype`: skipped or unsupported; else None."""
+    if dtype not in backend.dtypes:
+        return Status.SKIPPED, f"{name} does not compute in {dtype}"
+    if prop.gradient and not supports_grad(backend, op):
+        return Status.UNSUPPORTED, f"{name} has no gradient capability for {op}"
+    return None

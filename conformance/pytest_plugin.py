@@ -207,15 +207,14 @@ class PropertyTest(_Test):
     def runtest(self) -> None:
         from hypothesis import given
 
-        from .properties import capable
+        from .properties import not_checkable
 
         self._skip_unavailable()
         backend = self.target.entry.backend
         assert backend is not None
-        if self.dtype not in backend.dtypes:
-            pytest.skip(f"{self.target.info.name} does not compute in {self.dtype}")
-        if not capable(backend, self.prop, self.op):
-            pytest.skip(f"{self.target.info.name} has no gradient capability for {self.op}")
+        reason = not_checkable(backend, self.target.info.name, self.prop, self.op, self.dtype)
+        if reason is not None:
+            pytest.skip(reason[1])
 
         @given(self.prop.strategy(self.op, self.dtype))
         def holds(sample: Any) -> None:
