@@ -80,10 +80,10 @@ def _reduce(loss: np.ndarray, reduction: str, dtype: np.dtype) -> np.ndarray:
     if reduction == "none":
         return loss.astype(dtype)
     accumulator = np.float64 if loss.dtype == np.float64 else np.float32
-    total = np.sum(loss, dtype=accumulator)
-    if reduction == "mean":
-        total = total / loss.size if loss.size else accumulator(np.nan)
-    with np.errstate(over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, an overflowing sum inf: IEEE, as specified
+        total = np.sum(loss, dtype=accumulator)
+        if reduction == "mean":
+            total = total / loss.size if loss.size else accumulator(np.nan)
         return np.asarray(total).astype(dtype)
 
 
