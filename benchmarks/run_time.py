@@ -19,8 +19,8 @@ from tabulate import tabulate
 TARGET_S = 10.0
 
 
-def timed_run(report: Path, *options: str) -> float:
-    command = [sys.executable, "-m", "conformance", "run", "--backend", "numpy", "--backend", "torch-cpu",
+def timed_run(report: Path, *options: str, subcommand: str = "run") -> float:
+    command = [sys.executable, "-m", "conformance", subcommand, "--backend", "numpy", "--backend", "torch-cpu",
                "--format", "json", "--output", str(report), "--no-progress", *options]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

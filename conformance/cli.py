@@ -212,8 +212,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = _publish(run, args, manifests)
     if run.complete:
         return status
-    signum = received[-1] if received else signal.SIGINT
     kept = f"; finished results are in {path} (--resume {path} continues)" if path is not None else ""
+    return _interrupted(run, received, kept)
+
+
+def _interrupted(run: Run, received: list[int], kept: str = "") -> int:
+    """Say what stopped the run and how much of it is kept; the exit status 128 + the signal's number."""
+    signum = received[-1] if received else signal.SIGINT
     print(f"conformance: interrupted by {signal.Signals(signum).name} after {len(run.results)} results{kept}",
           file=sys.stderr)
     return 128 + signum
@@ -261,8 +266,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         properties = [known[name] for name in args.property]
     config = FuzzConfig(profile=args.profile, examples=args.examples, seed=args.seed, database=args.database,
                         save_failures=args.save_failures)
-    run = fuzz(registry.select(args.backend), properties, config, args.op, args.dtype, progress=args.progress)
-    return _finish(run, args)
+    isolation = _isolation(args)
+    with _interruptible() as received:
+        run = fuzz(registry.select(args.backend), properties, config, args.op, args.dtype, progress=args.progress,
+                   isolation=isolation)
+    status = _finish(run, args)
+    return status if run.complete else _interrupted(run, received)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -354,6 +363,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="case file or folder (repeatable; default: the shipped cases)")
         sub.add_argument("-k", action="append", metavar="REGEX", help="select case ids matching REGEX (repeatable)")
 
+    def isolating(sub: argparse.ArgumentParser, cost: str) -> None:
+        sub.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
+                         help=f"run backend calls in worker processes, so {cost} (default); "
+                              "--no-isolation runs them in this process, for debugging")
+        sub.add_argument("--timeout", type=_positive, metavar="SECONDS",
+                         help=f"time limit of one backend call (default {DEFAULT_TIMEOUT:g})")
+        sub.add_argument("--memory-limit", type=_size, metavar="SIZE",
+                         help="data-segment limit of each worker process, e.g. 4G (default: none)")
+
     def expecting(sub: argparse.ArgumentParser, update: bool) -> None:
         group = sub.add_mutually_exclusive_group()
         group.add_argument("--expectations", action="append", type=Path, metavar="FILE",
@@ -386,13 +404,7 @@ def _parser() -> argparse.ArgumentParser:
     expecting(run, update=True)
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: only on a terminal)")
-    run.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
-                     help="run backend calls in worker processes, so a crash or hang costs one case (default); "
-                          "--no-isolation runs them in this process, for debugging")
-    run.add_argument("--timeout", type=_positive, metavar="SECONDS",
-                     help=f"time limit of one backend call (default {DEFAULT_TIMEOUT:g})")
-    run.add_argument("--memory-limit", type=_size, metavar="SIZE",
-                     help="data-segment limit of each worker process, e.g. 4G (default: none)")
+    isolating(run, "a crash or hang costs one case")
     run.add_argument("--results", type=Path, metavar="FILE",
                      help="stream results to this JSON Lines file as they finish (default: REPORT.results.jsonl "
                           "beside --output, else none)")
@@ -430,6 +442,7 @@ def _parser() -> argparse.ArgumentParser:
     fuzz_cmd.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
     fuzz_cmd.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                           help="progress bar (default: only on a terminal)")
+    isolating(fuzz_cmd, "a crash or hang ends one property's search with a counterexample, not the run")
     fuzz_cmd.set_defaults(handler=cmd_fuzz)
 
     cases = commands.add_parser("cases", help="list the cases")

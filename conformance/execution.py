@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -98,3 +98,32 @@ class InProcess:
 
     def close(self) -> None:
         self._done = []
+
+
+class Calls(Protocol):
+    """Where backend calls run: `InProcess`, or `isolation.Workers`; answers come back by token."""
+
+    def submit(self, token: int, backend: int, request: Call, fresh: bool = False) -> None: ...
+
+    def drain(self) -> Iterator[tuple[int, Execution]]: ...
+
+    def close(self) -> None: ...
+
+
+Invoke = Callable[[Call], Execution]
+"""One backend call, answered before the next is made: how a property reaches its backend."""
+
+
+def invoker(calls: Calls, backend: int) -> Invoke:
+    """Calls to backend number `backend` of `calls`, one at a time."""
+
+    def invoke(request: Call) -> Execution:
+        calls.submit(0, backend, request)
+        return next(execution for _, execution in calls.drain())
+
+    return invoke
+
+
+def in_process(backend: Backend) -> Invoke:
+    """Calls to `backend` in this process."""
+    return invoker(InProcess([backend]), 0)

@@ -18,13 +18,14 @@ from tqdm import tqdm
 
 from reference import FLOAT_DTYPES, Rejected
 
-from .adapter import Backend
 from .compare import Verdict
 from .errors import ConfigError
+from .execution import InProcess, Invoke, invoker
+from .isolation import Settings, Workers
 from .properties import Property, not_checkable, specified
 from .registry import Entry
-from .results import Result, Status
-from .runner import Run, inspect
+from .results import BackendInfo, Result, Status
+from .runner import Run, probe
 from .strategies import Sample
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -58,13 +59,18 @@ class _Counterexample(Exception):
     """Raised inside the hypothesis test so that it shrinks the sample."""
 
 
+HALTING = (Status.CRASHED, Status.TIMEOUT)
+"""Failures not worth shrinking: each try would cost a worker process, or the time limit."""
+
+
 @dataclass
 class _Exploration:
     calls: int = 0
     failure: tuple[Sample, Verdict] | None = None
+    halted: bool = False  # the backend crashed or hung: no more calls; the sample that did it is the witness
 
 
-def _explore(backend: Backend, prop: Property, op: str, dtype: str, config: FuzzConfig, run_seed: int) -> _Exploration:
+def _explore(invoke: Invoke, prop: Property, op: str, dtype: str, config: FuzzConfig, run_seed: int) -> _Exploration:
     state = _Exploration()
     database = DirectoryBasedExampleDatabase(str(config.database)) if config.database else None
 
@@ -73,11 +79,14 @@ def _explore(backend: Backend, prop: Property, op: str, dtype: str, config: Fuzz
               database=database, print_blob=False, report_multiple_bugs=False)
     @given(prop.strategy(op, dtype))
     def explore(sample: Sample) -> None:
-        state.calls += 1
-        verdict = prop.check(backend, sample)
-        if verdict is not None and verdict.status != Status.PASSED:
+        if not state.halted:  # once halted, every sample fails without a call (one raise: hypothesis sees one bug)
+            state.calls += 1
+            verdict = prop.check(invoke, sample)
+            if verdict is None or verdict.status == Status.PASSED:
+                return
             state.failure = (sample, verdict)  # hypothesis replays the shrunk example last
-            raise _Counterexample(verdict.message)
+            state.halted = verdict.status in HALTING
+        raise _Counterexample()
 
     try:
         explore()
@@ -143,50 +152,69 @@ def _rerun(backend: str, prop: Property, op: str, dtype: str, run_seed: int, exa
 
 
 def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, ops: list[str] | None = None,
-         dtypes: list[str] | None = None, progress: bool | None = None) -> Run:
-    """Explore every property x op x dtype on every available backend; one Result each."""
-    infos = inspect(entries)
+         dtypes: list[str] | None = None, progress: bool | None = None, *,
+         isolation: Settings | None = Settings()) -> Run:
+    """Explore every property x op x dtype on every available backend; one Result each.
+
+    Backend calls run in worker processes unless `isolation` is None: a crash or a hang ends that property's
+    exploration with a counterexample, and the run goes on. Ctrl-C returns what finished, with `complete` False.
+    """
+    infos, probed = probe(entries)
     run_seed = config.resolved_seed()
     run = Run(backends=infos, seed=run_seed)
-    work = [(entry, info, prop, op, dtype)
-            for entry, info in zip(entries, infos) if info.available
+    active = [(entry, info) for entry, info in zip(entries, infos) if info.available]
+    calls = (InProcess([entry.backend for entry, _ in active]) if isolation is None
+             else Workers([entry for entry, _ in active], isolation, probed))
+    work = [(index, entry, info, prop, op, dtype)
+            for index, (entry, info) in enumerate(active)
             for prop in properties for op in prop.ops if not ops or op in ops
             for dtype in FLOAT_DTYPES if not dtypes or dtype in dtypes]
-    for entry, info, prop, op, dtype in tqdm(work, desc="fuzz", unit="property", leave=False,
-                                             disable=None if progress is None else not progress):
-        source, wrt = f"property {prop.id}", ", ".join(prop.wrt) or None
-
-        def record(status: Status, message: str, **fields: Any) -> None:
-            run.results.append(Result(info.name, prop.id, op, dtype, status, message, fields.pop("source", source),
-                                      wrt, **fields))
-
-        reason = not_checkable(entry.backend, info.name, prop, op, dtype)
-        if reason is not None:
-            record(*reason)
-            continue
-        start = time.perf_counter()
-        try:
-            state = _explore(entry.backend, prop, op, dtype, config, run_seed)
-        except HypothesisException as exc:  # e.g. a flaky backend: not judged, reported
-            record(Status.ERROR, f"hypothesis could not judge: {type(exc).__name__}: {exc}")
-            continue
-        except Exception as exc:  # the harness's own bug: this result is an error, the others stand
-            first_line = (str(exc).splitlines() or [""])[0]
-            record(Status.ERROR, f"the harness failed while checking a sample (a bug here, not in {info.name}): "
-                                 f"{type(exc).__name__}: {first_line}",
-                   rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), None))
-            continue
-        seconds = time.perf_counter() - start
-        if state.failure is None:
-            record(Status.PASSED, f"{state.calls} examples, seed {run_seed}", seconds=seconds)
-            continue
-        sample, verdict = state.failure
-        saved = (save_counterexample(config.save_failures, prop, info.name, sample, verdict, run_seed)
-                 if config.save_failures else None)
-        note = f" (saved to {saved})" if saved else ""
-        record(verdict.status, f"{verdict.message}{note}", source=str(saved or source),
-               expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
-               allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
-               index=verdict.index, seconds=seconds,
-               rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), saved))
+    try:
+        for index, entry, info, prop, op, dtype in tqdm(work, desc="fuzz", unit="property", leave=False,
+                                                        disable=None if progress is None else not progress):
+            _fuzz_one(run, invoker(calls, index), entry, info, prop, op, dtype, config, run_seed)
+    except KeyboardInterrupt:
+        run.complete = False
+    finally:
+        calls.close()
     return run
+
+
+def _fuzz_one(run: Run, invoke: Invoke, entry: Entry, info: BackendInfo, prop: Property, op: str, dtype: str,
+              config: FuzzConfig, run_seed: int) -> None:
+    """Explore one property x op x dtype on one backend; append its Result to `run`."""
+    source, wrt = f"property {prop.id}", ", ".join(prop.wrt) or None
+
+    def record(status: Status, message: str, **fields: Any) -> None:
+        run.results.append(Result(info.name, prop.id, op, dtype, status, message, fields.pop("source", source),
+                                  wrt, **fields))
+
+    reason = not_checkable(entry.backend, info.name, prop, op, dtype)
+    if reason is not None:
+        record(*reason)
+        return
+    start = time.perf_counter()
+    try:
+        state = _explore(invoke, prop, op, dtype, config, run_seed)
+    except HypothesisException as exc:  # e.g. a flaky backend: not judged, reported
+        record(Status.ERROR, f"hypothesis could not judge: {type(exc).__name__}: {exc}")
+        return
+    except Exception as exc:  # the harness's own bug: this result is an error, the others stand
+        first_line = (str(exc).splitlines() or [""])[0]
+        record(Status.ERROR, f"the harness failed while checking a sample (a bug here, not in {info.name}): "
+                             f"{type(exc).__name__}: {first_line}",
+               rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), None))
+        return
+    seconds = time.perf_counter() - start
+    if state.failure is None:
+        record(Status.PASSED, f"{state.calls} examples, seed {run_seed}", seconds=seconds)
+        return
+    sample, verdict = state.failure
+    saved = (save_counterexample(config.save_failures, prop, info.name, sample, verdict, run_seed)
+             if config.save_failures else None)
+    note = f" (saved to {saved})" if saved else ""
+    record(verdict.status, f"{verdict.message}{note}", source=str(saved or source),
+           expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
+           allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
+           index=verdict.index, seconds=seconds,
+           rerun=_rerun(info.selector, prop, op, dtype, run_seed, config.max_examples(), saved))

@@ -5,7 +5,6 @@ A sample's `grad` names the tensors whose gradients are checked; without it, the
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping, Protocol
@@ -17,8 +16,9 @@ import reference
 from reference import FORMATS, GRADIENT_OPS, OPS, Expected, Rejected
 
 from . import compare, tolerance
-from .adapter import PROGRAMMING_ERRORS, Backend, call, call_grad, supports_grad
+from .adapter import PROGRAMMING_ERRORS, Backend, supports_grad
 from .compare import Outcome, Verdict
+from .execution import Call, Invoke
 from .relations import Relation, load_relations, sigmoid_band_free
 from .results import Status
 from .strategies import Sample, gradient_samples, samples
@@ -38,7 +38,7 @@ class Property(Protocol):
 
     def strategy(self, op: str, dtype: str) -> st.SearchStrategy[Sample]: ...
 
-    def check(self, backend: Backend, sample: Sample) -> Verdict | None:
+    def check(self, invoke: Invoke, sample: Sample) -> Verdict | None:
         """The verdict on one sample, or None when the sample lies outside the property's region."""
 
     def witnesses(self, sample: Sample) -> list[Sample]:
@@ -51,26 +51,19 @@ def _grad_output(sample: Sample) -> np.ndarray:
     return np.ones(sample.loss_shape(), dtype=sample.tensors["target"].dtype)
 
 
-def execute(backend: Backend, sample: Sample) -> Outcome:
-    """The loss, or the gradients by `sample.grad` ({name: array}), on copies of the tensors.
+def perform(invoke: Invoke, sample: Sample) -> Outcome | Verdict:
+    """The backend's outcome on the sample: the loss, or the gradients by `sample.grad` ({name: array}).
 
-    A backend that modifies an input gets an error outcome naming it.
+    A crash, a hang or a modified input is a verdict instead.
     """
-    tensors = {name: array.copy() for name, array in sample.tensors.items()}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if sample.grad:
-                value = call_grad(backend, sample.op, tensors, sample.reduction, _grad_output(sample).copy(),
-                                  sample.grad)
-            else:
-                value = call(backend, sample.op, tensors, sample.reduction)
-    except Exception as exc:
-        return Outcome(error=exc)
-    for name, array in tensors.items():
-        if array.tobytes() != sample.tensors[name].tobytes():
-            return Outcome(error=RuntimeError(f"modified its input {name!r}"))
-    return Outcome(value=value)
+    tensors = {**sample.tensors, "grad_output": _grad_output(sample)} if sample.grad else dict(sample.tensors)
+    execution = invoke(Call(sample.op, tensors, sample.reduction, sample.grad))
+    if execution.fault is not None:
+        return execution.fault
+    if execution.modified is not None:
+        return Verdict(Status.FAILED, f"modified its input {execution.modified!r}")
+    assert execution.outcome is not None
+    return execution.outcome
 
 
 def specified(sample: Sample, method: str = "auto") -> dict[str, Expected]:
@@ -128,15 +121,19 @@ class MatchesReference:
         generated = gradient_samples(op, dtype) if self.gradient else samples(op, dtype)
         return generated.map(sigmoid_band_free) if op == "sigmoid_bce" else generated
 
-    def check(self, backend: Backend, sample: Sample) -> Verdict | None:
+    def check(self, invoke: Invoke, sample: Sample) -> Verdict | None:
         try:
             expected = specified(sample)
         except Rejected as rejection:
-            return compare.check_rejection(execute(backend, sample), rejection.kind)
+            outcome = perform(invoke, sample)
+            return outcome if isinstance(outcome, Verdict) else compare.check_rejection(outcome, rejection.kind)
         if any(e.peak >= FORMATS[e.working_dtype].max for e in expected.values()):
             return None  # a term of the formula overflows the dtype: the order of evaluation decides the result
         allowed = admissible(sample, expected)
-        for quantity, outcome in _quantities(execute(backend, sample), sample).items():
+        performed = perform(invoke, sample)
+        if isinstance(performed, Verdict):
+            return performed
+        for quantity, outcome in _quantities(performed, sample).items():
             verdict = compare.check_value(outcome, expected[quantity], allowed[quantity])
             if verdict.status != Status.PASSED:
                 return _labelled(verdict, f"d/d {quantity}") if sample.grad else verdict
@@ -190,14 +187,17 @@ class Metamorphic:
     def witnesses(self, sample: Sample) -> list[Sample]:
         return [self.relation.left.apply(sample), self.relation.right.apply(sample)]
 
-    def _side(self, backend: Backend, side: Sample, name: str) -> tuple[dict, dict] | Verdict | None:
+    def _side(self, invoke: Invoke, side: Sample, name: str) -> tuple[dict, dict] | Verdict | None:
         """(values, allowed errors) by quantity for one side; None outside the region; a Verdict if it misbehaves."""
         try:
             allowed = admissible(side, specified(side, method="fast"))
         except Rejected:
             return None  # outside the region: the specification rejects this side
+        performed = perform(invoke, side)
+        if isinstance(performed, Verdict):
+            return performed
         values = {}
-        for quantity, outcome in _quantities(execute(backend, side), side).items():
+        for quantity, outcome in _quantities(performed, side).items():
             if outcome.error is not None:
                 status = Status.ERROR if isinstance(outcome.error, PROGRAMMING_ERRORS) else Status.FAILED
                 return Verdict(status, f"the {name} side raised {type(outcome.error).__name__}: {outcome.error}")
@@ -207,11 +207,11 @@ class Metamorphic:
             values[quantity] = np.asarray(value)
         return values, allowed
 
-    def check(self, backend: Backend, sample: Sample) -> Verdict | None:
+    def check(self, invoke: Invoke, sample: Sample) -> Verdict | None:
         relation = self.relation
         left, right = self.witnesses(sample)
         label = f"left ({relation.left.describe()}) vs right ({relation.right.describe()})"
-        sides = [self._side(backend, left, "left"), self._side(backend, right, "right")]
+        sides = [self._side(invoke, left, "left"), self._side(invoke, right, "right")]
         if any(side is None for side in sides):
             return None
         for side in sides:

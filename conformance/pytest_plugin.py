@@ -207,6 +207,7 @@ class PropertyTest(_Test):
     def runtest(self) -> None:
         from hypothesis import given
 
+        from .execution import in_process
         from .properties import not_checkable
 
         self._skip_unavailable()
@@ -216,9 +217,11 @@ class PropertyTest(_Test):
         if reason is not None:
             pytest.skip(reason[1])
 
+        invoke = in_process(backend)
+
         @given(self.prop.strategy(self.op, self.dtype))
         def holds(sample: Any) -> None:
-            verdict = self.prop.check(backend, sample)
+            verdict = self.prop.check(invoke, sample)
             if verdict is not None and verdict.status != Status.PASSED:
                 raise Deviation(f"{verdict.status}: {verdict.message}")
 

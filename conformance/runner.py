@@ -64,6 +64,15 @@ def inspect(entries: Iterable[Entry]) -> list[BackendInfo]:
     return [_inspect(entry) for entry in entries]
 
 
+def probe(entries: Iterable[Entry]) -> tuple[list[BackendInfo], list[str]]:
+    """`inspect`, and the top-level modules that probing imported (torch, say): worth importing once for all
+    worker processes (`isolation.Workers`'s `preload`)."""
+    modules = set(sys.modules)
+    infos = inspect(entries)
+    return infos, [name for name in set(sys.modules) - modules
+                   if "." not in name and getattr(sys.modules[name], "__file__", None)]
+
+
 def _specify(case: Case, inputs: Inputs, dtype: str) -> dict[str | None, _Specified]:
     """What the specification says of each result of the case (`Case.checks`)."""
     if case.grad:
@@ -181,11 +190,7 @@ def run(
     returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal.
     """
     previous = previous or {}
-    modules = set(sys.modules)
-    infos = inspect(entries)
-    # what probing the backends imported (torch, say): worth importing once for all worker processes
-    probed = [name for name in set(sys.modules) - modules
-              if "." not in name and getattr(sys.modules[name], "__file__", None)]
+    infos, probed = probe(entries)
     active = [entry for entry, info in zip(entries, infos) if info.available]
     wanted = set(dtypes) if dtypes else None
     work = [(case, dtype) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted]

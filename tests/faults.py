@@ -73,6 +73,28 @@ class Hangs(Faulty):
             pass
 
 
+class OnEveryBce:
+    """Mixin: the fault on every call of `bce`, the logits op intact: what a fuzz run meets at its first sample."""
+
+    def bce(self, input, target, *, weight, reduction):
+        return self.fault(input, None)
+
+
+class SegfaultsOnEveryBce(OnEveryBce, Segfaults):
+    pass
+
+
+class HangsOnEveryBce(OnEveryBce, Hangs):
+    pass
+
+
+class InterruptedOnEveryBce(OnEveryBce, Faulty):
+    """Ctrl-C arrives during every `bce` call (in-process, where KeyboardInterrupt reaches the harness)."""
+
+    def fault(self, input, result):
+        raise KeyboardInterrupt
+
+
 class EatsMemory(Faulty):
     """Allocates (and touches) 64 MiB blocks, up to 2 GiB (a bound for the machine's sake, should the limit fail)."""
 

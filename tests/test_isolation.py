@@ -1,5 +1,6 @@
 """Backends that crash, hang, blow up memory, poison their process or answer nonsense cost one case each:
-the right status for that case, every other case run and reported, and no worker process left behind."""
+the right status for that case, every other case run and reported, and no worker process left behind.
+While fuzzing, a crash or a hang costs one property's search."""
 from __future__ import annotations
 
 import json
@@ -14,14 +15,19 @@ import pytest
 from conformance import runner
 from conformance.backends.numpy_backend import NumpyBackend
 from conformance.cli import _size, main
+from conformance.compare import Verdict
+from conformance.execution import Execution
+from conformance.fuzz import FuzzConfig, _explore, fuzz
 from conformance.isolation import Settings
 from conformance.loader import load_cases
+from conformance.properties import all_properties
 from conformance.registry import Entry
 from conformance.results import Status
 
 from . import faults
 
 FAULT_CASES = Path(__file__).parent / "data" / "fault_cases.yaml"
+PROPERTY = next(p for p in all_properties() if p.id == "matches-reference")
 TRIGGER = "fault-trigger"
 CASE_IDS = ("fault-before", TRIGGER, "fault-reject-out-of-range", "fault-after", "fault-after-logits")
 GRADIENT_CASES = Path(__file__).parent / "data" / "fault_gradient_cases.yaml"
@@ -256,3 +262,63 @@ def test_memory_limit_nonsense_is_a_usage_error(capsys, text):
     with pytest.raises(SystemExit) as exit_:
         main(["run", f"--memory-limit={text}"])
     assert exit_.value.code == 2 and "is not a size such as 512M or 4G" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault, status, words, settings", [
+    (faults.SegfaultsOnEveryBce, Status.CRASHED, "SIGSEGV", Settings()),
+    (faults.HangsOnEveryBce, Status.TIMEOUT, "no result within 1 s", Settings(timeout=1.0)),
+], ids=["Segfaults", "Hangs"])
+def test_a_crash_or_hang_while_fuzzing_ends_one_search_and_its_sample_replays(tmp_path, fault, status, words,
+                                                                              settings):
+    entries = _entries(fault())
+    config = FuzzConfig(examples=20, seed=0, save_failures=tmp_path)
+    run = fuzz(entries, [PROPERTY], config, ["bce", "bce_with_logits"], ["float32"], progress=False,
+               isolation=settings)
+    bce, logits = run.results
+    assert bce.status == status and words in bce.message, bce.message
+    assert logits.status == Status.PASSED, logits.message
+    assert run.complete
+    (saved,) = tmp_path.glob("*.yaml")
+    replayed = runner.run(load_cases([saved]), entries, progress=False, isolation=settings)
+    assert {r.status for r in replayed.results} == {status}
+    assert_no_workers_left()
+
+
+def test_a_crash_is_not_shrunk():
+    """After a crash or a hang no more calls are made: each would cost a worker process or the time limit."""
+    made = []
+
+    def invoke(request):
+        made.append(request)
+        return Execution(fault=Verdict(Status.CRASHED, "the worker process died (SIGSEGV)"))
+
+    state = _explore(invoke, PROPERTY, "bce", "float32", FuzzConfig(examples=100, seed=0), 0)
+    assert len(made) == 1 and state.calls == 1 and state.halted
+    assert state.failure is not None and state.failure[1].status == Status.CRASHED
+
+
+def test_ctrl_c_while_fuzzing_keeps_the_finished_results():
+    class Interrupted:
+        id, description, ops, wrt, gradient = "interrupted", "Ctrl-C on its first sample", ("bce",), (), False
+
+        def strategy(self, op, dtype):
+            return PROPERTY.strategy(op, dtype)
+
+        def check(self, invoke, sample):
+            raise KeyboardInterrupt
+
+    run = fuzz(_entries(NumpyBackend()), [PROPERTY, Interrupted(), PROPERTY], FuzzConfig(examples=5, seed=0),
+               ["bce"], ["float32"], progress=False)
+    assert not run.complete
+    assert [(r.case_id, r.status) for r in run.results] == [("matches-reference", Status.PASSED)]
+    assert_no_workers_left()
+
+
+def test_ctrl_c_in_the_fuzz_command_prints_what_finished_and_exits_130(capsys):
+    argv = ["fuzz", "--backend", "tests.faults:InterruptedOnEveryBce", "--property", "logits-sign-symmetry",
+            "--property", "matches-reference", "--op", "bce_with_logits", "--op", "bce", "--dtype", "float32",
+            "--examples", "10", "--no-isolation", "--no-progress"]
+    assert main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "1 passed" in out and "(incomplete: the run was interrupted)" in out
+    assert "interrupted by SIGINT after 1 results" in err

@@ -11,6 +11,7 @@ from hypothesis import given
 from conformance import registry, runner
 from conformance.cli import main
 from conformance.errors import ConfigError
+from conformance.execution import in_process
 from conformance.fuzz import FuzzConfig, fuzz
 from conformance.loader import load_cases
 from conformance.properties import all_properties
@@ -37,11 +38,11 @@ def _backend(name):
 def test_property_holds(name, prop, op, dtype):
     """Each property through pytest and hypothesis directly; examples come from the hypothesis profile
     (tests/conftest.py loads bce-ci unless --hypothesis-profile says otherwise)."""
-    backend = _backend(name)
+    invoke = in_process(_backend(name))
 
     @given(prop.strategy(op, dtype))
     def holds(sample):
-        verdict = prop.check(backend, sample)
+        verdict = prop.check(invoke, sample)
         assert verdict is None or verdict.status == Status.PASSED, verdict.message
 
     holds()
@@ -77,7 +78,8 @@ CAUGHT = [
 
 def _explore(backend, prop_id, op, dtype, examples, save=None):
     config = FuzzConfig(examples=examples, seed=0, save_failures=save)
-    run = fuzz([Entry(backend.name, "test", backend)], [PROPERTIES[prop_id]], config, [op], [dtype], progress=False)
+    run = fuzz([Entry(backend.name, "test", backend)], [PROPERTIES[prop_id]], config, [op], [dtype], progress=False,
+               isolation=None)
     (result,) = run.results
     return result
 
@@ -173,7 +175,7 @@ def test_a_harness_error_is_one_result_and_the_run_goes_on():
         def strategy(self, op, dtype):
             return PROPERTIES["matches-reference"].strategy(op, dtype)
 
-        def check(self, backend, sample):
+        def check(self, invoke, sample):
             raise OverflowError("intermediate overflow in fsum")
 
     config = FuzzConfig(examples=5, seed=0)
@@ -202,5 +204,5 @@ def test_a_relation_on_infinite_elements_of_both_signs_warns_nothing():
     sample = Sample(op="bce_with_logits", dtype="float32", tensors={"input": x, "target": y}, reduction="sum")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        verdict = PROPERTIES["none-summed-is-sum"].check(_backend("numpy"), sample)
+        verdict = PROPERTIES["none-summed-is-sum"].check(in_process(_backend("numpy")), sample)
     assert verdict is not None and verdict.status == Status.PASSED, verdict
