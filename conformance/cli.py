@@ -277,7 +277,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     """Exit 1 on a regression between the baseline OLD and NEW."""
     changes = diff.compare(saved.load(args.old), saved.load(args.new), diff.Drift(args.drift_factor, args.drift_above))
-    sys.stdout.write(diff.render(changes))
+    _write(diff.RENDERERS[args.format](changes), args.output)
+    if args.output is not None and args.format != "table":
+        sys.stdout.write(diff.render(changes))
     return EXIT_FAILED if changes.regressed else EXIT_OK
 
 
@@ -309,6 +311,8 @@ def _register_diff(commands: argparse._SubParsersAction) -> None:
                      help="headroom (error / allowed) that grew by this factor is drift (default 2)")
     sub.add_argument("--drift-above", type=_positive_number, default=0.5, metavar="H",
                      help="... and reached at least this headroom (default 0.5)")
+    sub.add_argument("--format", choices=list(diff.RENDERERS), default="table")
+    sub.add_argument("--output", type=Path, metavar="FILE", help="write the changes here (the table still prints)")
     sub.set_defaults(handler=cmd_diff)
 
 

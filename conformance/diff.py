@@ -2,6 +2,7 @@
 and headroom drift, the numeric change that comes before a failure."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -93,15 +94,51 @@ def _headroom(result: dict[str, Any] | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
 
-def render(diff: Diff) -> str:
-    """The changes as a table, regressions first, and a closing line of counts."""
-    order, entries = list(Change), diff.differences
-    rows = [[str(e.change), backend, case if wrt is None else f"{case} ({checked(wrt)})", dtype,
+HEADERS = ["change", "backend", "case", "dtype", "was", "now", "headroom was", "now", "message"]
+
+
+def _rows(diff: Diff) -> list[list[str]]:
+    """One row per difference, regressions first."""
+    order = list(Change)
+    return [[str(e.change), backend, case if wrt is None else f"{case} ({checked(wrt)})", dtype,
              "" if e.old is None else e.old["status"], "" if e.new is None else e.new["status"],
              _headroom(e.old), _headroom(e.new), "" if e.new is None else e.new["message"]]
-            for e in sorted(entries, key=lambda e: order.index(e.change))
+            for e in sorted(diff.differences, key=lambda e: order.index(e.change))
             for backend, case, dtype, wrt in [e.key]]
-    counts = ", ".join(f"{c}: {sum(e.change == c for e in entries)}" for c in order)
-    table = tabulate(rows, headers=["change", "backend", "case", "dtype", "was", "now", "headroom was", "now",
-                                    "message"], maxcolwidths=[None] * 8 + [60]) + "\n\n" if rows else ""
-    return f"{table}{counts}, unchanged: {diff.unchanged}\n"
+
+
+def counts(diff: Diff) -> dict[str, int]:
+    return {str(c): sum(e.change == c for e in diff.differences) for c in Change} | {"unchanged": diff.unchanged}
+
+
+def _closing(diff: Diff) -> str:
+    return ", ".join(f"{change}: {count}" for change, count in counts(diff).items()) + "\n"
+
+
+def render(diff: Diff) -> str:
+    """The changes as a table, regressions first, and a closing line of counts."""
+    rows = _rows(diff)
+    table = tabulate(rows, headers=HEADERS, maxcolwidths=[None] * 8 + [60]) + "\n\n" if rows else ""
+    return f"{table}{_closing(diff)}"
+
+
+def render_markdown(diff: Diff) -> str:
+    """The changes as a GitHub table (a pull request comment, a job summary), and the counts."""
+    rows = [[cell.replace("|", "\\|").replace("\n", " ") for cell in row] for row in _rows(diff)]
+    table = tabulate(rows, headers=HEADERS, tablefmt="github") + "\n\n" if rows else ""
+    return f"{table}{_closing(diff)}"
+
+
+def render_json(diff: Diff) -> str:
+    """The changes for a machine: each with both results as the reports hold them, the counts, the verdict."""
+    document = {
+        "regressed": diff.regressed,
+        "counts": counts(diff),
+        "changes": [{"change": str(e.change), "backend": backend, "case_id": case, "dtype": dtype, "wrt": wrt,
+                     "old": e.old, "new": e.new}
+                    for e in diff.differences for backend, case, dtype, wrt in [e.key]],
+    }
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+RENDERERS = {"table": render, "markdown": render_markdown, "json": render_json}

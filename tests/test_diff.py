@@ -133,3 +133,24 @@ def test_bad_input_is_one_line_naming_the_file_and_exits_2(reports, tmp_path, ca
     code, out, err = diff(capsys, reports["numpy"], path)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and str(path) in err and fragment in err
+
+
+def test_the_json_changes_hold_both_results_and_the_counts(reports, tmp_path, capsys):
+    output = tmp_path / "changes.json"
+    code, out, _ = diff(capsys, reports["numpy"], reports["broken"], "--format", "json", "--output", output)
+    document = json.loads(output.read_text())
+    assert code == 1 and document["regressed"] is True
+    assert document["counts"] == {"regression": 10, "fix": 0, "drift": 0, "changed": 0, "new": 0, "removed": 0,
+                                  "unchanged": 13}
+    first = document["changes"][0]
+    assert (first["change"], first["case_id"], first["old"]["status"], first["new"]["status"]) == (
+        "regression", "bce-clamp-p0-y1", "passed", "failed")
+    assert rows(out, "regression")  # the table still prints
+
+
+def test_the_markdown_changes_are_a_github_table(reports, capsys):
+    code, out, _ = diff(capsys, reports["numpy"], reports["broken"], "--format", "markdown")
+    lines = out.splitlines()
+    assert code == 1 and lines[0].startswith("| change") and set(lines[1]) <= set("|-: ")
+    assert sum(line.startswith("| regression") for line in lines) == 10
+    assert lines[-1].startswith("regression: 10, fix: 0")
