@@ -267,10 +267,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     config = FuzzConfig(profile=args.profile, examples=args.examples, seed=args.seed, database=args.database,
                         save_failures=args.save_failures)
     isolation = _isolation(args)
+    manifests = _manifests(args)
     with _interruptible() as received:
         run = fuzz(registry.select(args.backend), properties, config, args.op, args.dtype, progress=args.progress,
                    isolation=isolation)
-    status = _finish(run, args)
+    status = _finish(_expect(run, args, manifests), args)
     return status if run.complete else _interrupted(run, received)
 
 
@@ -447,6 +448,7 @@ def _parser() -> argparse.ArgumentParser:
     fuzz_cmd.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                           help="progress bar (default: only on a terminal)")
     isolating(fuzz_cmd, "a crash or hang ends one property's search with a counterexample, not the run")
+    expecting(fuzz_cmd, update=False)
     fuzz_cmd.set_defaults(handler=cmd_fuzz)
 
     cases = commands.add_parser("cases", help="list the cases")

@@ -206,3 +206,15 @@ def test_a_relation_on_infinite_elements_of_both_signs_warns_nothing():
         warnings.simplefilter("error")
         verdict = PROPERTIES["none-summed-is-sum"].check(in_process(_backend("numpy")), sample)
     assert verdict is not None and verdict.status == Status.PASSED, verdict
+
+
+def test_a_manifest_accepts_a_property_a_backend_is_known_to_break(tmp_path, capsys):
+    manifest = tmp_path / "mean-over-rows.yaml"
+    manifest.write_text("backend: mutant-MeanOverRows\nexpectations:\n"
+                        "  - {case: sum-is-mean-times-n, outcome: failed, reason: averages over rows}\n")
+    argv = ["fuzz", "--backend", "tests.mutants:MeanOverRows", "--property", "sum-is-mean-times-n", "--op", "bce",
+            "--dtype", "float32", "--examples", "20", "--no-progress"]
+    assert main(argv) == 1
+    assert main([*argv, "--expectations", str(manifest)]) == 0
+    out, err = capsys.readouterr()
+    assert "expected failed" in out and "averages over rows" in out and err == ""

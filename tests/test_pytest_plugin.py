@@ -156,3 +156,18 @@ def test_it_collects_what_run_runs(session, shipped_cases):
     expected = sum(len(case.checks) * len(case.dtypes) for case in shipped_cases)
     result = session("--conformance-backend", "numpy", "--collect-only", "-q")
     assert sum("::" in line for line in result.stdout.lines) == expected
+
+
+def test_a_manifest_lists_properties_by_id(pytester, session):
+    args = [*MUTANT, "--conformance-cases", str(CASES / "document.yaml"), "--conformance-properties", "-k",
+            "matches-reference-bce[ and not gradient", "--conformance-dtype", "float64"]
+    listed = pytester.makefile(".yaml", listed="backend: mutant-ClampAt50\nexpectations:\n"
+                                               "  - {case: matches-reference, outcome: failed, reason: clamps at -50}\n")
+    result = session(*args, "--conformance-expectations", str(listed))
+    result.assert_outcomes(xfailed=1)
+    assert "matches no case" not in result.stdout.str()
+    other = pytester.makefile(".yaml", other="backend: mutant-ClampAt50\nexpectations:\n"
+                                             "  - {pattern: '^matches-', outcome: crashed, reason: wrong}\n")
+    result = session(*args, "--conformance-expectations", str(other))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*listed as crashed in *other.yaml:3, but failed*"])
