@@ -287,8 +287,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     """The shards' reports as the report of the whole run; the run's exit status."""
     merged = shards.merge(args.files, _command_line(args))
-    _write(shards.render(merged.document), args.output)
-    sys.stdout.write(report.render_table(merged.run))
+    _write(shards.render(merged.document) if args.format == "json" else report.RENDERERS[args.format](merged.run),
+           args.output)
+    if args.format != "table":
+        sys.stdout.write(report.render_table(merged.run))
     status = _status(merged.run)
     return status if status == EXIT_USAGE else max(status, _min_cases(merged.run, args.min_cases, list(merged.dtypes)))
 
@@ -298,7 +300,9 @@ def _register_merge(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("files", type=Path, nargs="+", metavar="FILE",
                      help="the JSON report (or results file, .jsonl) of each shard")
     sub.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
-                     help="write the merged JSON report here (the table prints)")
+                     help="write the merged report here (the table prints)")
+    sub.add_argument("--format", choices=report.FORMATS, default="json",
+                     help="json (default: the report of the whole run, with what was merged), or another report format")
     sub.add_argument("--min-cases", type=_count, metavar="N",
                      help="fail where an available backend ran fewer than N results in a dtype, over all shards")
     sub.set_defaults(handler=cmd_merge)

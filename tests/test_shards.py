@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from junitparser import JUnitXml
 
 from conformance.cli import main
 from conformance.loader import schema_validator
@@ -183,3 +184,16 @@ def test_merge_gates_the_coverage_of_the_whole_run(capsys, tmp_path, shards):
     assert main(["merge", *map(str, shards), "-o", str(tmp_path / "m.json"), "--min-cases", "30"]) == 0
     assert main(["merge", *map(str, shards), "-o", str(tmp_path / "m.json"), "--min-cases", "1000"]) == 1
     assert "--min-cases 1000 not met: numpy float32 ran" in capsys.readouterr().err
+
+
+def test_merged_shards_render_in_every_report_format(capsys, tmp_path, shards):
+    junit = tmp_path / "merged.xml"
+    assert main(["merge", *map(str, shards), "-o", str(junit), "--format", "junit"]) == 0
+    suites = {suite.name: suite for suite in JUnitXml.fromfile(str(junit))}
+    merged = tmp_path / "merged.json"
+    assert main(["merge", *map(str, shards), "-o", str(merged)]) == 0
+    assert sum(1 for _ in suites["numpy"]) == len(json.loads(merged.read_text())["results"]) > 0
+    markdown = tmp_path / "merged.md"
+    assert main(["merge", *map(str, shards), "-o", str(markdown), "--format", "markdown"]) == 0
+    text = markdown.read_text()
+    assert text.startswith("# BCE conformance report") and "| numpy     | bce " in text
