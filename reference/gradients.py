@@ -93,15 +93,27 @@ def gradients(
 
     results = {}
     for name in wrt:
+        exactly_infinite = np.zeros(n, dtype=bool)  # terms infinite by the formula itself: no overflow, no peak
         if op == "bce" and name == "input":
             eps = FORMATS[str(x.dtype)].round(Fraction(BCE_GRAD_EPS))
             grads, scale = run(kernels.bce_grad_input, xf, yf, np.full(n, eps))
             with np.errstate(divide="ignore"):  # an underflow before the division by max(p (1 - p), EPS)
                 factors = [1 / np.maximum(xf * (1 - xf), eps)]
+            # p = -0.0 where EPS rounds to 0 (half): PyTorch's std::max((1 - p) p, EPS) returns its first
+            # argument, -0.0, so the division flips the infinity's sign (+inf for y > 0); the kernel's exact
+            # arithmetic has no -0.0. (Whether (p - y) g w / 0 is inf or NaN depends on what underflows first:
+            # these elements stay peaks.)
+            negative_zero = (np.maximum(xf * (1 - xf), eps) == 0) & (xf == 0) & np.signbit(xf)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                grads[negative_zero] = as_specified((xf[negative_zero] - yf[negative_zero]) / -0.0, method)
         elif op == "bce":
             grads, scale = run(kernels.bce_grad_target, xf)
             with np.errstate(divide="ignore"):
                 factors = [np.maximum(np.abs(np.log(xf)), np.abs(np.log1p(-xf)))]
+            exactly_infinite = (xf == 0) | (xf == 1)  # -logit(p) = +-inf, in any order of evaluation as long as
+            # no product of the factors that follow can underflow to 0 before it meets the infinity (then NaN)
+            exactly_infinite &= np.all([(f == 0) | (np.abs(f) >= 1) for f in chain], axis=0)
+            exactly_infinite &= reduction != "mean" or n * FORMATS[working].min_normal <= 1
         elif name == "input":
             grads, scale = run(kernels.bce_with_logits_grad_input, xf, yf,
                                ([None] * n if method == "exact" else None) if pw is None else pw)
@@ -116,11 +128,11 @@ def gradients(
             odd = ~np.isfinite(pw_column)
             grads[odd] = as_specified(_dtype_literal_target(xf[odd], pw_column[odd], input_fmt), method)
         with np.errstate(over="ignore", invalid="ignore"):
-            peak = np.nan_to_num(scale).max(initial=0.0)
+            peak = np.nan_to_num(scale[~exactly_infinite]).max(initial=0.0)
             for factor in chain:
                 grads = grads * (factor if method == "exact" else factor.astype(fast.WIDE))
                 scale = scale * np.abs(factor)
-                peak = max(peak, np.nan_to_num(scale).max(initial=0.0))
+                peak = max(peak, np.nan_to_num(scale[~exactly_infinite]).max(initial=0.0))
             if reduction == "mean" and n:
                 grads, scale = grads / n, scale / n
         fmt = FORMATS[str(tensors[name].dtype)]

@@ -356,6 +356,16 @@ class GradEpsOfFloat32InHalf(_Grads):
         return {name: grad.astype(p.dtype) for name, grad in wide.items()}
 
 
+class GradEpsFloorLosesSignedZero(_Grads):
+    """max((1 - p) p, eps) as a comparison that returns eps for -0.0: -inf, not +inf, at p = -0.0 in float16."""
+
+    catches = {"grad-bce-negative-zero-p": "float16"}
+
+    def bce_local(self, p, y):
+        slope, eps = p * (1 - p), np.asarray(self.eps).astype(p.dtype)
+        return {**super().bce_local(p, y), "input": (p - y) / np.where(slope > eps, slope, eps)}
+
+
 class GradientSignFlipped(_Grads):
     catches = {"grad-document-bce-mean": "float32", "grad-document-bce-with-logits-mean": "float64"}
 

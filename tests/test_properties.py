@@ -3,6 +3,7 @@ mutants that show on random inputs (naming which), and their counterexamples rep
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -69,6 +70,7 @@ CAUGHT = [
     (mutants.GradMeanNotDivided, "gradient-of-sum-is-n-times-gradient-of-mean", "bce", "float32"),
     (mutants.GradientSignFlipped, "gradient-matches-reference", "bce_with_logits", "float64"),
     (mutants.GradWeightDropped, "gradient-matches-reference", "bce", "float32"),
+    (mutants.GradTargetClampedLikeTheLoss, "gradient-matches-reference", "bce", "bfloat16"),  # only at p = 0, 1
     (mutants.GradOutputIgnored, "gradient-matches-reference", "bce_with_logits", "float32"),
     (mutants.MeanAssumes2D, "sum-is-mean-times-n", "bce", "float32"),
     (mutants.MeanAssumes2D, "matches-reference", "bce", "float64"),
@@ -218,3 +220,21 @@ def test_a_manifest_accepts_a_property_a_backend_is_known_to_break(tmp_path, cap
     assert main([*argv, "--expectations", str(manifest)]) == 0
     out, err = capsys.readouterr()
     assert "expected failed" in out and "averages over rows" in out and err == ""
+
+
+def test_an_infinite_target_gradient_at_p_0_or_1_is_judged_not_skipped():
+    """-logit(p) is +-inf at p = 0 and 1 in any order of evaluation (no factor that follows can underflow
+    here): no overflow, so the sample is judged; it is skipped where a factor below 1 could underflow first."""
+    from conformance.strategies import Sample
+
+    p = np.array([0.0, 0.5, 1.0], dtype=np.float32)
+    y = np.array([0.25, 0.25, 0.25], dtype=np.float32)
+    sample = Sample(op="bce", dtype="float32", tensors={"input": p, "target": y}, reduction="sum",
+                    grad=("input", "target"))
+    prop = PROPERTIES["gradient-matches-reference"]
+    assert prop.check(in_process(_backend("numpy")), sample).status == Status.PASSED
+    verdict = prop.check(in_process(mutants.GradTargetClampedLikeTheLoss()), sample)
+    assert verdict.status == Status.FAILED and "d/d target" in verdict.message
+    tiny = np.full(3, 1e-30, dtype=np.float32)  # g w = 1e-60 underflows: inf or NaN by the order of evaluation
+    underflowing = replace(sample.with_tensors(weight=tiny), grad_output=np.float32(1e-30))
+    assert prop.check(in_process(_backend("numpy")), underflowing) is None
