@@ -12,7 +12,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tabulate import tabulate
 
@@ -122,10 +122,15 @@ def _command_line(args: argparse.Namespace) -> str:
 def _finish(run: Run, args: argparse.Namespace) -> int:
     """Write the report; the exit status of a run."""
     run.command = run.command or _command_line(args)
-    _write(report.RENDERERS[args.format](run), args.output)
-    if args.output is not None and args.format != "table":
-        sys.stdout.write(report.render_table(run))
+    _emit(report.RENDERERS[args.format](run), lambda: report.render_table(run), args)
     return _status(run)
+
+
+def _emit(rendered: str, table: Callable[[], str], args: argparse.Namespace) -> None:
+    """Write `rendered` to --output (else standard output); the table still prints when the file is another format."""
+    _write(rendered, args.output)
+    if args.output is not None and args.format != "table":
+        sys.stdout.write(table())
 
 
 def _status(run: Run) -> int:
@@ -278,19 +283,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     """Exit 1 on a regression between the baseline OLD and NEW."""
     changes = diff.compare(saved.load(args.old), saved.load(args.new), diff.Drift(args.drift_factor, args.drift_above))
-    _write(diff.RENDERERS[args.format](changes), args.output)
-    if args.output is not None and args.format != "table":
-        sys.stdout.write(diff.render(changes))
+    _emit(diff.RENDERERS[args.format](changes), lambda: diff.render(changes), args)
     return EXIT_FAILED if changes.regressed else EXIT_OK
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """The shards' reports as the report of the whole run; the run's exit status."""
     merged = shards.merge(args.files, _command_line(args))
-    _write(shards.render(merged.document) if args.format == "json" else report.RENDERERS[args.format](merged.run),
-           args.output)
-    if args.format != "table":
-        sys.stdout.write(report.render_table(merged.run))
+    _emit(shards.render(merged.document) if args.format == "json" else report.RENDERERS[args.format](merged.run),
+          lambda: report.render_table(merged.run), args)
     status = _status(merged.run)
     return status if status == EXIT_USAGE else max(status, _min_cases(merged.run, args.min_cases, list(merged.dtypes)))
 

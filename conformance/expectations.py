@@ -168,9 +168,8 @@ def active(manifests: Iterable[Manifest], backends: Iterable[BackendInfo]) -> tu
     return entries, warnings
 
 
-def listing(entries: list[Expectation], result: Result) -> int | None:
-    """The index of the first entry that lists the result, if any."""
-    key = (result.backend, result.case_id, result.dtype, result.wrt)
+def listing(entries: list[Expectation], key: tuple[str, str, str, str | None]) -> int | None:
+    """The index of the first entry that lists the result with this key (`Result.key`), if any."""
     return next((i for i, e in enumerate(entries) if e.selects(*key)), None)
 
 
@@ -186,7 +185,7 @@ def apply(run: Run, manifests: list[Manifest], strict: bool = False) -> tuple[Ru
     used: set[int] = set()
     results = []
     for result in run.results:
-        number = listing(entries, result)
+        number = listing(entries, result.key)
         if number is None:
             results.append(result)
             continue

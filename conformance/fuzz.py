@@ -20,8 +20,8 @@ from reference import FLOAT_DTYPES, Rejected
 
 from .compare import Verdict
 from .errors import ConfigError
-from .execution import InProcess, Invoke, invoker
-from .isolation import Settings, Workers
+from .execution import Invoke, invoker
+from .isolation import Settings, calls_for
 from .properties import Property, not_checkable, specified
 from .registry import Entry
 from .results import BackendInfo, Result, Status
@@ -163,8 +163,7 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
     run_seed = config.resolved_seed()
     run = Run(backends=infos, seed=run_seed)
     active = [(entry, info) for entry, info in zip(entries, infos) if info.available]
-    calls = (InProcess([entry.backend for entry, _ in active]) if isolation is None
-             else Workers([entry for entry, _ in active], isolation, probed))
+    calls = calls_for([entry for entry, _ in active], isolation, probed)
     work = [(index, entry, info, prop, op, dtype)
             for index, (entry, info) in enumerate(active)
             for prop in properties for op in prop.ops if not ops or op in ops

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .compare import Outcome, Verdict
-from .execution import Call, Execution, execute
+from .execution import Call, Calls, Execution, InProcess, execute
 from .registry import Entry
 from .results import Status
 
@@ -361,3 +361,10 @@ class Workers:
             lane.queue.clear()
             lane.stop()
             lane.inflight.clear()
+
+
+def calls_for(entries: Sequence[Entry], settings: Settings | None, preload: Iterable[str] = ()) -> Calls:
+    """Where the entries' calls run: worker processes under `settings`; None: this process (for a debugger)."""
+    if settings is None:
+        return InProcess([entry.backend for entry in entries])
+    return Workers(entries, settings, preload)

@@ -56,12 +56,13 @@ class Target:
         return next(r for r in self.results[key] if r.wrt == wrt)
 
     def judged(self, result: Result) -> Result:
-        number = expectations.listing(self.listed, result)
+        number = expectations.listing(self.listed, result.key)
         return result if number is None else expectations.mark(result, self.listed[number])
 
     def listing(self, prop: Property, dtype: str) -> expectations.Expectation | None:
         """The first entry that lists the property in `dtype` (by its id, as `case` or `pattern`), if any."""
-        return next((e for e in self.listed if e.selects(self.info.name, prop.id, dtype, None)), None)
+        number = expectations.listing(self.listed, (self.info.name, prop.id, dtype, None))
+        return None if number is None else self.listed[number]
 
 
 @dataclass

@@ -22,9 +22,9 @@ from .adapter import GRADIENT_METHODS, supports_grad
 from .case import Case
 from .compare import Verdict
 from .dtypes import is_float
-from .execution import Call, Execution, InProcess
+from .execution import Call, Execution
 from .inputs import Inputs, materialize
-from .isolation import Settings, Workers
+from .isolation import Settings, calls_for
 from .journal import Journal
 from .registry import Entry
 from .results import BackendInfo, Result, Run, Status
@@ -203,7 +203,7 @@ def run(
         journal.begin(infos)
     bar = tqdm(total=len(slots), desc="cases", unit="result", disable=None if progress is None else not progress,
                leave=False)
-    calls = InProcess([entry.backend for entry in active]) if isolation is None else Workers(active, isolation, probed)
+    calls = calls_for(active, isolation, probed)
 
     def settle(seq: int, result: Result, new: bool = True) -> None:
         slots[seq] = result

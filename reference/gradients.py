@@ -95,15 +95,16 @@ def gradients(
     for name in wrt:
         exactly_infinite = np.zeros(n, dtype=bool)  # terms infinite by the formula itself: no overflow, no peak
         if op == "bce" and name == "input":
-            eps = FORMATS[str(x.dtype)].round(Fraction(BCE_GRAD_EPS))
+            eps = input_fmt.round(Fraction(BCE_GRAD_EPS))
             grads, scale = run(kernels.bce_grad_input, xf, yf, np.full(n, eps))
+            floor = np.maximum(xf * (1 - xf), eps)
             with np.errstate(divide="ignore"):  # an underflow before the division by max(p (1 - p), EPS)
-                factors = [1 / np.maximum(xf * (1 - xf), eps)]
+                factors = [1 / floor]
             # p = -0.0 where EPS rounds to 0 (half): PyTorch's std::max((1 - p) p, EPS) returns its first
             # argument, -0.0, so the division flips the infinity's sign (+inf for y > 0); the kernel's exact
             # arithmetic has no -0.0. (Whether (p - y) g w / 0 is inf or NaN depends on what underflows first:
             # these elements stay peaks.)
-            negative_zero = (np.maximum(xf * (1 - xf), eps) == 0) & (xf == 0) & np.signbit(xf)
+            negative_zero = (floor == 0) & (xf == 0) & np.signbit(xf)
             with np.errstate(divide="ignore", invalid="ignore"):
                 grads[negative_zero] = as_specified((xf[negative_zero] - yf[negative_zero]) / -0.0, method)
         elif op == "bce":
@@ -127,12 +128,13 @@ def gradients(
             factors = [np.maximum(np.abs(xf), np.abs(pw_column))]
             odd = ~np.isfinite(pw_column)
             grads[odd] = as_specified(_dtype_literal_target(xf[odd], pw_column[odd], input_fmt), method)
+        counted = ~exactly_infinite
         with np.errstate(over="ignore", invalid="ignore"):
-            peak = np.nan_to_num(scale[~exactly_infinite]).max(initial=0.0)
+            peak = np.nan_to_num(scale[counted]).max(initial=0.0)
             for factor in chain:
                 grads = grads * (factor if method == "exact" else factor.astype(fast.WIDE))
                 scale = scale * np.abs(factor)
-                peak = max(peak, np.nan_to_num(scale[~exactly_infinite]).max(initial=0.0))
+                peak = max(peak, np.nan_to_num(scale[counted]).max(initial=0.0))
             if reduction == "mean" and n:
                 grads, scale = grads / n, scale / n
         fmt = FORMATS[str(tensors[name].dtype)]
