@@ -243,7 +243,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     entries = registry.select(args.backend) if args.backend else registry.known()
     rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes),
              ", ".join(b.gradients) if b.available else "", b.origin]
-            for b in runner.inspect(entries)]
+            for b in runner.probe(entries, Settings())[0]]
     print(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "gradients", "from"]))
     return EXIT_OK
 

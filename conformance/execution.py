@@ -1,9 +1,11 @@
 """One backend call on copies of a case's inputs, and what came of it; `InProcess` runs calls in this process."""
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -54,6 +56,34 @@ class _WarningCounter:
         self.count += 1
 
 
+def shown(show: Callable[[Any], str], obj: Any) -> str:
+    """`show(obj)` (str or repr), or a placeholder naming the type where that raises."""
+    try:
+        return show(obj)
+    except Exception as exc:
+        return f"<{type(obj).__name__} that cannot be shown: {type(exc).__name__}>"
+
+
+def describe(exc: BaseException) -> str:
+    """'Type: text' of an exception, even one whose `__str__` raises."""
+    return f"{type(exc).__name__}: {shown(str, exc)}".rstrip(": ")
+
+
+def _showable(exc: Exception) -> Exception:
+    """The exception, or a stand-in with its type's name where its `__str__` or `__repr__` raise."""
+    try:
+        str(exc), repr(exc)
+        return exc
+    except Exception:
+        return type(type(exc).__name__, (Exception,), {})(describe(exc).partition(": ")[2])
+
+
+def escaped(exc: BaseException) -> Execution:
+    """What a call that raised a BaseException that is no Exception (a KeyboardInterrupt of the adapter's own,
+    GeneratorExit, a custom subclass) did: it crashed, and its line names the exception."""
+    return Execution(fault=Verdict(Status.CRASHED, f"raised {describe(exc)} (a BaseException, not an Exception)"))
+
+
 def execute(backend: Backend, request: Call) -> Execution:
     """Call the backend on copies of the inputs (grad_output included): what it returned or raised, how long it
     took, what it changed."""
@@ -67,11 +97,15 @@ def execute(backend: Backend, request: Call) -> Execution:
         try:
             outcome = Outcome(value=_perform(backend, request, tensors))
         except MemoryError as exc:
-            fault = Verdict(Status.CRASHED, f"ran out of memory: MemoryError: {exc}".rstrip(": "))
+            fault = Verdict(Status.CRASHED, f"ran out of memory: {describe(exc)}")
         except SystemExit as exc:
-            fault = Verdict(Status.CRASHED, f"called sys.exit({exc.code!r})")
+            fault = Verdict(Status.CRASHED, f"called sys.exit({shown(repr, exc.code)})")
         except Exception as exc:
-            outcome = Outcome(error=exc)
+            outcome = Outcome(error=_showable(exc))
+        except KeyboardInterrupt:  # Ctrl-C in this process ends the run; a worker process reports it (isolation)
+            raise
+        except BaseException as exc:
+            return replace(escaped(exc), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start
     modified = next((name for name, array in tensors.items()
                      if array.shape != request.tensors[name].shape
@@ -87,7 +121,14 @@ class InProcess:
         self._done: list[tuple[int, Execution]] = []
 
     def submit(self, token: int, backend: int, request: Call, fresh: bool = False) -> None:
-        self._done.append((token, execute(self._backends[backend], request)))
+        """Run the call; the working directory and NumPy's error state are as before it, whatever the backend did."""
+        directory = os.getcwd()
+        try:
+            with np.errstate(**np.geterr()):
+                self._done.append((token, execute(self._backends[backend], request)))
+        finally:
+            with contextlib.suppress(OSError):
+                os.chdir(directory)
 
     def ready(self) -> list[tuple[int, Execution]]:
         done, self._done = self._done, []

@@ -159,7 +159,7 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
     Backend calls run in worker processes unless `isolation` is None: a crash or a hang ends that property's
     exploration with a counterexample, and the run goes on. Ctrl-C returns what finished, with `complete` False.
     """
-    infos, probed = probe(entries)
+    infos, probed = probe(entries, isolation)
     run_seed = config.resolved_seed()
     run = Run(backends=infos, seed=run_seed)
     active = [(entry, info) for entry, info in zip(entries, infos) if info.available]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -24,14 +25,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .compare import Outcome, Verdict
-from .execution import Call, Calls, Execution, InProcess, execute
+from .execution import Call, Calls, Execution, InProcess, describe, escaped, execute, shown
 from .registry import Entry
-from .results import Status
+from .results import BackendInfo, Status
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a call may take; generous, since a worker's first call also imports the backend and starts its device."""
@@ -58,8 +59,8 @@ class _Stranger:
     def of(cls, obj: Any) -> _Stranger:
         if isinstance(obj, BaseException):
             base = next(c.__name__ for c in type(obj).__mro__ if getattr(builtins, c.__name__, None) is c)
-            return cls(type(obj).__name__, _text(str, obj), base)
-        return cls(type(obj).__name__, _text(repr, obj))
+            return cls(type(obj).__name__, shown(str, obj), base)
+        return cls(type(obj).__name__, shown(repr, obj))
 
     def revive(self) -> Any:
         """An object with the original's type name and text, for the comparison to describe."""
@@ -72,13 +73,6 @@ class _Stranger:
         return type(self.type_name, (), {"__repr__": lambda _: text})()
 
 
-def _text(show: Any, obj: Any) -> str:
-    try:
-        return show(obj)
-    except Exception as exc:
-        return f"<{type(obj).__name__} that cannot be shown: {type(exc).__name__}>"
-
-
 def _travels(obj: Any) -> bool:
     try:
         pickle.loads(pickle.dumps(obj))
@@ -87,13 +81,36 @@ def _travels(obj: Any) -> bool:
         return False
 
 
-def _portable_value(value: Any) -> Any:
-    """The value, or a `_Stranger` for it; a mapping (of gradients) that cannot travel becomes a dict of its items."""
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object or _travels(value):
+@dataclass(frozen=True)
+class _Oversized:
+    """An array with more elements than any input of its call (so certainly of the wrong shape): its shape and
+    dtype travel, not its data, which may be a broadcast view of 10**9 elements."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    def revive(self) -> Any:
+        """An array of that shape and dtype that takes no memory (every element the same zero)."""
+        try:
+            return np.broadcast_to(np.zeros((), np.dtype(self.dtype)), self.shape)
+        except Exception:  # a dtype this process cannot build
+            return _Stranger("ndarray", f"array of shape {self.shape} and dtype {self.dtype}").revive()
+
+
+def _portable_value(value: Any, limit: int) -> Any:
+    """The value as it can travel: an ndarray (of a subclass, or a view) as a plain array, one larger than `limit`
+    elements as an `_Oversized`, else the value or a `_Stranger` for it; a mapping (of gradients) that cannot
+    travel becomes a dict of its items."""
+    if isinstance(value, np.ndarray):
+        if value.size > limit:
+            return _Oversized(tuple(value.shape), value.dtype.str)
+        if value.dtype != object:
+            return np.asarray(value)
+    if isinstance(value, np.generic) and value.dtype != object or _travels(value):
         return value
     if isinstance(value, Mapping):
         try:
-            items = {key: _portable_value(item) for key, item in value.items()}
+            items = {key: _portable_value(item, limit) for key, item in value.items()}
         except Exception:
             items = None
         if items is not None and _travels(items):
@@ -101,8 +118,8 @@ def _portable_value(value: Any) -> Any:
     return _Stranger.of(value)
 
 
-def _portable(execution: Execution) -> Execution:
-    """The execution with anything that would not survive pickling replaced by a `_Stranger`."""
+def _portable(execution: Execution, limit: int) -> Execution:
+    """The execution with anything that would not survive pickling replaced by a `_Stranger` (`_portable_value`)."""
     outcome = execution.outcome
     if outcome is None:
         return execution
@@ -110,14 +127,14 @@ def _portable(execution: Execution) -> Execution:
         if _travels(outcome.error):
             return execution
         return replace(execution, outcome=Outcome(error=_Stranger.of(outcome.error)))
-    value = _portable_value(outcome.value)
+    value = _portable_value(outcome.value, limit)
     return execution if value is outcome.value else replace(execution, outcome=Outcome(value=value))
 
 
 def _revived_value(value: Any) -> Any:
-    if isinstance(value, _Stranger):
+    if isinstance(value, (_Stranger, _Oversized)):
         return value.revive()
-    if type(value) is dict and any(isinstance(item, _Stranger) for item in value.values()):
+    if type(value) is dict and any(isinstance(item, (_Stranger, _Oversized)) for item in value.values()):
         return {key: _revived_value(item) for key, item in value.items()}
     return value
 
@@ -132,19 +149,71 @@ def _revived(execution: Execution) -> Execution:
     return execution if value is outcome.value else replace(execution, outcome=Outcome(value=value))
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a Linux process gets when the thread that started it ends."""
+
+
+def die_with_parent() -> bool:
+    """Have the kernel SIGKILL this process when its parent dies (killed, even, or stopped in C with the GIL held):
+    Linux's PR_SET_PDEATHSIG, which needs no thread of ours to run. False where the platform has none."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+
+
 def _die_with_runner() -> None:
-    """A thread that ends this worker when the runner dies (killed, even), whatever call the worker is stuck in."""
+    """End this worker when the runner dies, whatever call the worker is stuck in: by the kernel (its parent, the
+    forkserver, dies with the runner: `_forkserver`), else by a thread that waits on the runner."""
     runner = multiprocessing.parent_process()
-    if runner is not None:
+    if die_with_parent():
+        if runner is not None and not runner.is_alive():  # it died before the request reached the kernel
+            os._exit(1)
+    elif runner is not None:
         threading.Thread(target=lambda: (runner.join(), os.kill(os.getpid(), signal.SIGKILL)), daemon=True).start()
 
 
-def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
-    """A worker: load the backend, then run each batch of calls it receives, answering call by call."""
-    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a stop sent to the process group: the runner's to handle
+def _detach() -> None:
+    """A process group of this worker's own, so that what an adapter starts (a subprocess, a fork) ends with it; and
+    Ctrl-C or a stop sent to the runner's group is the runner's to handle."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    if hasattr(os, "setpgid"):
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
     _die_with_runner()
     os.dup2(2, 1)  # what a backend prints must not mix with a report on standard output
+
+
+def _limit(request: Call) -> int:
+    """The most elements a right answer to the call can have: as many as its largest tensor."""
+    return max((array.size for array in request.tensors.values()), default=1) or 1
+
+
+def _answer(backend: Any, broken: Execution | None, request: Call) -> Execution:
+    if broken is not None:
+        return broken
+    try:
+        return _portable(execute(backend, request), _limit(request))
+    except KeyboardInterrupt as exc:  # the adapter's own: this process ignores the signals
+        return escaped(exc)
+
+
+def _send(conn: Connection, token: int, execution: Execution) -> None:
+    """Send the answer; one that cannot be pickled (out of memory on a huge value, say) is sent as an error."""
+    try:
+        payload = pickle.dumps((token, execution))
+    except Exception as exc:
+        execution = Execution(seconds=execution.seconds, fault=Verdict(
+            Status.ERROR, f"the backend's answer could not be sent from its worker process: {describe(exc)}"))
+        payload = pickle.dumps((token, execution))
+    conn.send_bytes(payload)
+
+
+def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
+    """A worker: load the backend, then run each batch of calls it receives, answering call by call. It ends
+    quietly when the runner goes (a closed connection), whatever state the adapter left it in."""
+    _detach()
     if memory_limit is not None:
         import resource
 
@@ -155,16 +224,15 @@ def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
         backend, broken = pickle.loads(entry).backend, None
     except Exception as exc:
         backend, broken = None, Execution(fault=Verdict(Status.ERROR, f"the worker process could not load the backend: "
-                                                                       f"{type(exc).__name__}: {exc}"))
-    while True:
-        try:
-            batch = conn.recv()
-        except EOFError:
-            return
-        for token, request in batch:
-            execution = broken or _portable(execute(backend, request))
-            _flush_output()
-            conn.send((token, execution))
+                                                                       f"{describe(exc)}"))
+    try:
+        while True:
+            for token, request in conn.recv():
+                execution = _answer(backend, broken, request)
+                _flush_output()
+                _send(conn, token, execution)
+    except BaseException:  # the runner closed the connection, or the adapter broke this process: end, no traceback
+        os._exit(0)
 
 
 def _flush_output() -> None:
@@ -217,19 +285,28 @@ class _Lane:
     def _start(self) -> None:
         parent, child = self.workers.context.Pipe()
         args = (child, self.entry, self.workers.settings.memory_limit)
-        self.process = self.workers.context.Process(target=_serve, args=args, daemon=True)
-        self.process.start()
-        child.close()
-        self.conn = parent
+        process = self.workers.context.Process(target=_serve, args=args, daemon=True)
+        try:
+            process.start()
+        finally:
+            child.close()
+        self.process, self.conn = process, parent
+
+    def _kill(self) -> None:
+        """SIGKILL the worker and its process group: whatever the adapter started goes with it."""
+        self.process.kill()
+        with contextlib.suppress(OSError, AttributeError):  # a group not made yet, or a platform without groups
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
-        """End the worker (SIGKILL: it holds nothing worth a goodbye) and reap it."""
+        """End the worker (SIGKILL: it holds nothing worth a goodbye), reap it, then close its connection: killed
+        first, it cannot meet a closed pipe half-way through an answer."""
         if self.process is None:
             return
-        assert self.conn is not None
-        self.conn.close()
-        self.process.kill()
+        self._kill()
         self.process.join()
+        if self.conn is not None:
+            self.conn.close()
         self.process, self.conn = None, None
 
     def dispatch(self) -> list[tuple[int, Execution]]:
@@ -258,7 +335,7 @@ class _Lane:
         assert self.conn is not None
         try:
             self.conn.send(batch)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # BrokenPipeError, ConnectionResetError: the worker died before reading
             return self._died()
         return []
 
@@ -315,7 +392,7 @@ class _Lane:
 
     def _overran(self) -> list[tuple[int, Execution]]:
         assert self.process is not None
-        self.process.kill()
+        self._kill()
         return self._ended(Verdict(Status.TIMEOUT, f"no result within {self.workers.settings.timeout:g} s; "
                                                    f"the worker process was killed"))
 
@@ -328,7 +405,7 @@ class Workers:
         self.settings = settings
         self.context = _context()
         if self.context.get_start_method() == "forkserver":  # takes effect when the forkserver starts, once
-            self.context.set_forkserver_preload(["__main__", __name__, *sorted(preload)])
+            self.context.set_forkserver_preload(["__main__", __name__, f"{__package__}._forkserver", *sorted(preload)])
         self._lanes = [(_Lane(self, entry, False), _Lane(self, entry, True)) for entry in entries]
 
     def _all(self) -> list[_Lane]:
@@ -338,11 +415,17 @@ class Workers:
         self._lanes[backend][fresh].queue.append((token, request))
 
     def ready(self) -> list[tuple[int, Execution]]:
-        """Answers that have arrived, without waiting; idle workers get their next batch."""
+        """Answers that have arrived, without waiting; idle workers get their next batch. A backend's `fresh` calls
+        (those that may poison its device) run truly alone: not while its main lane runs a batch, nor it while one
+        of them runs."""
         done: list[tuple[int, Execution]] = []
-        for lane in self._all():
-            done += lane.collect()
-            done += lane.dispatch()
+        for main, fresh in self._lanes:
+            done += main.collect() + fresh.collect()
+            if fresh.queue or fresh.inflight:
+                if not main.inflight:
+                    done += fresh.dispatch()
+            else:
+                done += main.dispatch()
         return done
 
     def drain(self) -> Iterator[tuple[int, Execution]]:
@@ -361,6 +444,63 @@ class Workers:
             lane.queue.clear()
             lane.stop()
             lane.inflight.clear()
+
+
+def _probe_serve(conn: Connection, entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo]) -> None:
+    """A probing process: each entry's `BackendInfo`, and the top-level modules probing it imported."""
+    _detach()
+    try:
+        for entry in entries:
+            before = set(sys.modules)
+            info = inspect(entry)
+            modules = {name for name in set(sys.modules) - before
+                       if "." not in name and getattr(sys.modules[name], "__file__", None)}
+            _flush_output()
+            conn.send((info, modules))
+    finally:
+        os._exit(0)
+
+
+def probe(entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo],
+          timeout: float) -> tuple[list[BackendInfo], set[str]]:
+    """`inspect` each entry in a child process (forked where the platform allows): an availability check that
+    exits, crashes or hangs makes its backend unavailable, with the reason, and leaves the runner as it was.
+    Also the top-level modules probing imported, for `Workers`'s preload."""
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    infos: list[BackendInfo] = []
+    modules: set[str] = set()
+    while len(infos) < len(entries):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_probe_serve, args=(sender, entries[len(infos):], inspect), daemon=True)
+        try:
+            process.start()
+        except Exception:  # entries that cannot be sent to a spawned process are probed here
+            infos += [inspect(entry) for entry in entries[len(infos):]]
+            break
+        finally:
+            sender.close()
+        try:
+            while len(infos) < len(entries):
+                entry = entries[len(infos)]
+                if not receiver.poll(timeout):
+                    problem = f"did not finish within {timeout:g} s"
+                    break
+                try:
+                    info, new = receiver.recv()
+                except (EOFError, OSError):
+                    process.join(1.0)
+                    problem = f"ended its process: {_death(process.exitcode)}"
+                    break
+                infos.append(info)
+                modules |= new
+            else:
+                break
+        finally:
+            process.kill()
+            process.join()
+            receiver.close()
+        infos.append(BackendInfo(entry.name, entry.origin, False, f"availability check {problem}"))
+    return infos, modules
 
 
 def calls_for(entries: Sequence[Entry], settings: Settings | None, preload: Iterable[str] = ()) -> Calls:

@@ -22,9 +22,10 @@ from .adapter import GRADIENT_METHODS, supports_grad
 from .case import Case
 from .compare import Verdict
 from .dtypes import is_float
-from .execution import Call, Execution
+from .execution import Call, Execution, describe
 from .inputs import Inputs, materialize
 from .isolation import Settings, calls_for
+from .isolation import probe as isolation_probe
 from .journal import Journal
 from .registry import Entry
 from .results import BackendInfo, Result, Run, Status
@@ -52,21 +53,28 @@ def _inspect(entry: Entry) -> BackendInfo:
     try:
         device = str(getattr(backend, "device", ""))  # optional: where it computes
         availability = backend.availability()
-        version = backend.version() if availability.available else ""
-    except Exception as exc:  # an adapter whose probe breaks is unavailable, with the reason
-        return BackendInfo(entry.name, entry.origin, False, f"availability check raised {type(exc).__name__}: {exc}")
+        version = str(backend.version()) if availability.available else ""  # a number, say, becomes its text
+        dtypes = tuple(sorted(backend.dtypes))
+        available, reason = bool(availability.available), str(availability.reason)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # an adapter whose probe breaks (sys.exit, even) is unavailable, with the reason
+        return BackendInfo(entry.name, entry.origin, False, f"availability check raised {describe(exc)}")
     gradients = tuple(op for op in GRADIENT_METHODS if supports_grad(backend, op))
-    return BackendInfo(entry.name, entry.origin, availability.available, availability.reason, version,
-                       tuple(sorted(backend.dtypes)), gradients, device)
+    return BackendInfo(entry.name, entry.origin, available, reason, version, dtypes, gradients, device)
 
 
 def inspect(entries: Iterable[Entry]) -> list[BackendInfo]:
     return [_inspect(entry) for entry in entries]
 
 
-def probe(entries: Iterable[Entry]) -> tuple[list[BackendInfo], list[str]]:
-    """`inspect`, and the top-level modules that probing imported (torch, say): worth importing once for all
-    worker processes (`isolation.Workers`'s `preload`)."""
+def probe(entries: Iterable[Entry], isolation: Settings | None = None) -> tuple[list[BackendInfo], list[str]]:
+    """`inspect` (in a child process under `isolation`, so that a probe that exits or crashes costs its backend
+    only), and the top-level modules that probing imported (torch, say): worth importing once for all worker
+    processes (`isolation.Workers`'s `preload`)."""
+    if isolation is not None:
+        infos, imported = isolation_probe(list(entries), _inspect, isolation.timeout)
+        return infos, sorted(imported)
     modules = set(sys.modules)
     infos = inspect(entries)
     return infos, [name for name in set(sys.modules) - modules
@@ -154,7 +162,7 @@ def _verdict(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict
     try:
         return _judge(spec, execution, wrt)
     except Exception as exc:
-        return Verdict(Status.ERROR, f"the harness could not judge what the backend returned: {type(exc).__name__}: {exc}")
+        return Verdict(Status.ERROR, f"the harness could not judge what the backend returned: {describe(exc)}")
 
 
 def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: float = 0.0,
@@ -190,7 +198,10 @@ def run(
     returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal.
     """
     previous = previous or {}
-    infos, probed = probe(entries)
+    try:
+        infos, probed = probe(entries, isolation)
+    except KeyboardInterrupt:  # before anything ran: nothing to keep, and a results file that --resume starts afresh
+        return Run(backends=[], complete=False)
     active = [entry for entry, info in zip(entries, infos) if info.available]
     wanted = set(dtypes) if dtypes else None
     work = [(case, dtype) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted]
