@@ -81,7 +81,7 @@ def _min_cases(run: Run, minimum: int | None, dtypes: list[str] | None) -> int:
     if not short:
         return EXIT_OK
     listed = ", ".join(f"{backend} {dtype} ran {count}" for backend, dtype, count in short)
-    print(f"conformance: --min-cases {minimum} not met: {listed}", file=sys.stderr)
+    print(report.printable(f"conformance: --min-cases {minimum} not met: {listed}"), file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -102,7 +102,7 @@ def _expect(run: Run, args: argparse.Namespace, manifests: list[expectations.Man
         return run
     run, warnings = expectations.apply(run, manifests, args.strict_expectations)
     for warning in warnings:
-        print(f"conformance: warning: {warning}", file=sys.stderr)
+        print(report.printable(f"conformance: warning: {warning}"), file=sys.stderr)
     return run
 
 
@@ -127,21 +127,24 @@ def _finish(run: Run, args: argparse.Namespace) -> int:
 
 
 def _emit(rendered: str, table: Callable[[], str], args: argparse.Namespace) -> None:
-    """Write `rendered` to --output (else standard output); the table still prints when the file is another format."""
-    _write(rendered, args.output)
+    """Write `rendered` to --output (else standard output); the table still prints when the file is another format.
+    Control characters are escaped (JSON escapes its own): what a file says cannot drive a terminal."""
+    _write(rendered if args.format == "json" else report.printable(rendered), args.output)
     if args.output is not None and args.format != "table":
-        sys.stdout.write(table())
+        sys.stdout.write(report.printable(table()))
 
 
 def _status(run: Run) -> int:
     """The exit status of a run whose report is out: a line for each required backend missing, and for nothing run."""
     missing = report.missing_required(run)
     for backend in missing:
-        print(f"conformance: required backend {backend.name} is unavailable: {backend.reason}", file=sys.stderr)
+        print(report.printable(f"conformance: required backend {backend.name} is unavailable: {backend.reason}"),
+              file=sys.stderr)
     empty_shard = run.shard is not None and not run.results  # a shard may hold no case of a small selection
     if report.ran(run) == 0 and not missing and not empty_shard:
         reasons = "; ".join(f"{b.name}: {b.reason}" for b in run.backends if not b.available)
-        print(f"conformance: error: nothing ran{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
+        print(report.printable(f"conformance: error: nothing ran{' (' + reasons + ')' if reasons else ''}"),
+              file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if report.gate_passed(run) else EXIT_FAILED
 
@@ -191,7 +194,7 @@ def _interruptible() -> Iterator[list[int]]:
 def cmd_run(args: argparse.Namespace) -> int:
     isolation = _isolation(args)
     path = _results_path(args)
-    previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
+    previous = journal.previous(args.resume) if args.resume is not None else {}
     manifests = _manifests(args)
     cases = _select_cases(args.cases, args.k)
     shard = None
@@ -230,10 +233,16 @@ def _interrupted(run: Run, received: list[int], kept: str = "") -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """The report of a results file. An unfinished run cannot pass: exit 1 with the reason, unless --partial asks
+    for the report of what it holds."""
     manifests = _manifests(args)
     run = journal.read(args.file)
+    if not run.complete and not args.partial:
+        print(f"conformance: error: {args.file}: the run did not finish ({len(run.results)} results), so it cannot "
+              f"pass; --partial renders what it holds, --resume {args.file} finishes it", file=sys.stderr)
+        return EXIT_FAILED
     status = _publish(run, args, manifests)
-    if not run.complete:
+    if not run.complete and report.ran(run):
         print(f"conformance: {args.file}: the run did not finish; this report holds its {len(run.results)} results",
               file=sys.stderr)
     return status
@@ -244,7 +253,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
     rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes),
              ", ".join(b.gradients) if b.available else "", b.origin]
             for b in runner.probe(entries, Settings())[0]]
-    print(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "gradients", "from"]))
+    print(report.printable(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "gradients",
+                                                   "from"])))
     return EXIT_OK
 
 
@@ -424,8 +434,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="run only shard K of N (cases split by a stable hash of their id; merge recombines them)")
     run.set_defaults(handler=cmd_run)
 
-    rerender = commands.add_parser("report", help="render a results file (also of an interrupted run)")
+    rerender = commands.add_parser("report", help="render a results file (of an interrupted run: with --partial)")
     rerender.add_argument("file", type=Path, metavar="FILE", help="a results file (.jsonl) written by run")
+    rerender.add_argument("--partial", action="store_true",
+                          help="render the results of a run that did not finish (default: exit 1, since an "
+                               "incomplete run cannot pass)")
     reporting(rerender)
     expecting(rerender, update=False)
     rerender.set_defaults(handler=cmd_report, dtype=None)
@@ -475,5 +488,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as exc:
-        print(f"conformance: error: {exc}", file=sys.stderr)
+        print(report.printable(f"conformance: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE

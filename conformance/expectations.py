@@ -21,7 +21,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
-from .loader import _line_of, read_validated, schema_validator
+from .loader import VALIDATION_ERRORS, _line_of, read_validated, schema_validator
 from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status
 
 _VERSION = re.compile(r"\d+(?:\.\d+)+(?:[-+._]?[A-Za-z0-9]+)*")
@@ -127,9 +127,14 @@ def _entry(raw: dict[str, Any], backend: str, where: str) -> Expectation:
 def load(path: Path) -> Manifest:
     """A manifest; raises ConfigError naming the file and line of the first problem."""
     data, root = read_validated(path, schema_validator("expectations"))
-    entries = tuple(_entry(raw, data["backend"], f"{path}:{_line_of(root, ['expectations', index])}")
-                    for index, raw in enumerate(data["expectations"]))
-    return Manifest(path, data["backend"], entries)
+    entries = []
+    for index, raw in enumerate(data["expectations"]):
+        where = f"{path}:{_line_of(root, ['expectations', index])}"
+        try:
+            entries.append(_entry(raw, data["backend"], where))
+        except VALIDATION_ERRORS as exc:  # a budget beyond any float, a pattern the regex engine refuses
+            raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None
+    return Manifest(path, data["backend"], tuple(entries))
 
 
 def mark(result: Result, entry: Expectation, strict: bool = False) -> Result:

@@ -24,6 +24,12 @@ MAX_DEPTH = 16
 MAX_NODES = 20_000
 """YAML values in a case file, an alias counted as everything it stands for (the shipped files hold 600 at most)."""
 MAX_DIMENSIONS = 8
+MAX_SCALAR_CHARS = 4096
+"""Characters in one YAML value (the shipped files use 250 at most): a longer one is refused while composing."""
+MAX_NUMBER_CHARS = 400
+"""Characters in one YAML number: a 5000-digit integer would not even print (Python's int-to-str limit)."""
+VALIDATION_ERRORS = (RecursionError, OverflowError, ValueError, ArithmeticError)
+"""What validating or converting a hostile document may raise (decimal.InvalidOperation is an ArithmeticError)."""
 
 
 def default_cases_dir() -> Path:
@@ -65,6 +71,9 @@ class _CaseLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         if self._depth >= MAX_DEPTH:
             raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
+            raise yaml.composer.ComposerError(None, None, f"a value of {len(event.value)} characters, more than "
+                                                          f"{MAX_SCALAR_CHARS}", event.start_mark)
         self._depth += 1
         before = self._nodes
         self._count(1, event.start_mark)
@@ -84,10 +93,26 @@ class _CaseLoader(yaml.SafeLoader):
                                                     node.start_mark) from None
 
 
+def _number_text(loader: _CaseLoader, node: yaml.ScalarNode) -> str:
+    text = loader.construct_scalar(node)
+    if len(text) > MAX_NUMBER_CHARS:
+        raise yaml.constructor.ConstructorError(None, None, f"a number of {len(text)} characters, more than "
+                                                            f"{MAX_NUMBER_CHARS}", node.start_mark)
+    return text
+
+
 def _construct_decimal(loader: _CaseLoader, node: yaml.ScalarNode) -> Decimal:
-    text = loader.construct_scalar(node).replace("_", "").lower()
-    specials = {".nan": "NaN", ".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity"}
+    text = _number_text(loader, node).replace("_", "").lower()
+    if text.endswith(".nan"):  # NaN compares with nothing: no limit, seed or count can be one
+        raise yaml.constructor.ConstructorError(None, None, "a YAML .nan, which is no number a case file may hold "
+                                                            "(a tensor element is the string 'nan')", node.start_mark)
+    specials = {".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity"}
     return Decimal(specials.get(text, text))
+
+
+def _construct_int(loader: _CaseLoader, node: yaml.ScalarNode) -> int:
+    _number_text(loader, node)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
 
 
 def _construct_mapping(loader: _CaseLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -101,6 +126,7 @@ def _construct_mapping(loader: _CaseLoader, node: yaml.MappingNode, deep: bool =
 
 
 _CaseLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+_CaseLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _CaseLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
@@ -214,10 +240,13 @@ def read_validated(path: Path, validator: jsonschema.protocols.Validator) -> tup
     Raises ConfigError naming the file and line of the first problem.
     """
     data, root = _parse(path)
-    errors = list(validator.iter_errors(data))
-    # An unknown key shows as an unevaluated property; a bad known key makes its siblings look unevaluated too.
-    primary = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
-    error = jsonschema.exceptions.best_match(primary)
+    try:
+        errors = list(validator.iter_errors(data))
+        # An unknown key shows as an unevaluated property; a bad known key makes its siblings look unevaluated too.
+        primary = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
+        error = jsonschema.exceptions.best_match(primary)
+    except VALIDATION_ERRORS as exc:
+        raise ConfigError(f"{path}: cannot be validated: {type(exc).__name__}: {exc}") from None
     if error is not None:
         location = "/".join(str(step) for step in error.absolute_path) or "(top level)"
         message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
@@ -233,7 +262,10 @@ def load_file(path: Path, validator: jsonschema.protocols.Validator | None = Non
     for index, raw in enumerate(data["cases"]):
         where = f"{path}:{_line_of(root, ['cases', index])}"
         merged = {**defaults, **raw, "inputs": {**defaults.get("inputs", {}), **raw.get("inputs", {})}}
-        cases.append(_to_case(merged, where))
+        try:
+            cases.append(_to_case(merged, where))
+        except VALIDATION_ERRORS as exc:
+            raise ConfigError(f"{where}: case {merged['id']!r}: {type(exc).__name__}: {exc}") from None
     return cases
 
 

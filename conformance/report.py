@@ -42,13 +42,24 @@ def _display_path(path: str) -> str:
 
 
 def rerun_command(result: Result, selector: str) -> str:
-    """The command that reruns just this result; `selector` is the `--backend` argument of its backend."""
+    """The command that reruns just this result; `selector` is the `--backend` argument of its backend. Every
+    argument is quoted; a result's own `rerun` is one the harness built (reading a file drops it)."""
     if result.rerun:
         return result.rerun
     path = _display_path(result.source.rsplit(":", 1)[0])
-    return ("python -m conformance run "
-            f"--cases {shlex.quote(path)} --backend {shlex.quote(selector)} --dtype {result.dtype} "
-            f"-k {shlex.quote('^' + re.escape(result.case_id) + '$')}")
+    return shlex.join(["python", "-m", "conformance", "run", "--cases", path, "--backend", selector,
+                       "--dtype", result.dtype, "-k", "^" + re.escape(result.case_id) + "$"])
+
+
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on (escape sequences, carriage return, bidirectional overrides): all but newline."""
+
+
+def printable(text: str) -> str:
+    """`text` with each control character written as an escape (\\x1b), so a file cannot drive the terminal (nor
+    make XML 1.0, which has no such characters, invalid)."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}" if ord(match.group()) < 0x100
+                        else f"\\u{ord(match.group()):04x}", text)
 
 
 def totals(run: Run) -> Counter:

@@ -93,7 +93,10 @@ def test_a_killed_run_keeps_its_results_leaves_no_process_and_resumes(capsys, tm
     kept = _results(results)
     assert len(kept) >= 5
 
-    code = main(["report", str(results)])
+    assert main(["report", str(results)]) == 1  # an unfinished run cannot pass
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "the run did not finish" in err and "--partial" in err
+    code = main(["report", str(results), "--partial"])
     out, err = capsys.readouterr()
     assert code == 0 and "the run did not finish" in err
     assert "(incomplete: the run was interrupted)" in out and f"{len(kept)} passed" in out
