@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
+import faulthandler
 import multiprocessing
 import os
 import pickle
@@ -449,6 +450,7 @@ class Workers:
 def _probe_serve(conn: Connection, entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo]) -> None:
     """A probing process: each entry's `BackendInfo`, and the top-level modules probing it imported."""
     _detach()
+    faulthandler.disable()  # a fork of a runner that dumps tracebacks on a crash: the crash is reported instead
     try:
         for entry in entries:
             before = set(sys.modules)

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
+import signal
+import subprocess
 import sys
+import threading
 import time
 import types
 import warnings
@@ -308,3 +312,184 @@ ANSWERS = {
     ReturnsUnprintable: "returned ReprRaises, expected a numpy array",
 }
 """Each misbehaving answer and the words its failure line must contain."""
+
+
+# --- faults that escaped the isolation once (issue 14) --------------------------------------------
+
+class CustomBaseException(BaseException):
+    """Neither an Exception nor one of Python's own: `except Exception` lets it through."""
+
+
+class RaisesKeyboardInterrupt(Faulty):
+    """The adapter's own KeyboardInterrupt (a library that turns a signal into one, say), not Ctrl-C."""
+
+    def fault(self, input, result):
+        raise KeyboardInterrupt("from the adapter")
+
+
+class RaisesBaseException(Faulty):
+    def fault(self, input, result):
+        raise CustomBaseException("below Exception")
+
+
+class Unshowable(Exception):
+    def __str__(self) -> str:
+        raise Unshowable()
+
+    def __repr__(self) -> str:
+        raise Unshowable()
+
+
+class RaisesUnshowable(Faulty):
+    """Raises an exception whose `__str__` and `__repr__` both raise (the same type, even)."""
+
+    def fault(self, input, result):
+        raise Unshowable()
+
+
+class ReturnsHugeView(Faulty):
+    """A broadcast view of 10**9 elements: 8 GB if copied, 8 bytes as it is."""
+
+    def fault(self, input, result):
+        return np.broadcast_to(np.asarray(0.5, result.dtype), (10**9,))
+
+
+class ReturnsLocalSubclass(Faulty):
+    """Right values in an ndarray subclass defined inside the call, which cannot be pickled."""
+
+    def fault(self, input, result):
+        class Local(np.ndarray):
+            pass
+
+        return result.view(Local)
+
+
+PIDS = "BCE_FAULT_PIDS"
+"""The environment variable naming the file where `ProbeMarker` writes its pid (in a runner started for a test)."""
+
+
+class Spawns(Faulty):
+    """Starts a subprocess, a fork and a thread that all outlive the call, and writes their pids to `self.pids`
+    (set on the instance, which travels to the worker by pickle)."""
+
+    pids = ""
+
+    def fault(self, input, result):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
+        with open(self.pids, "a") as file:
+            file.write(f"{child.pid}\n{pid}\n")
+        return result
+
+
+class StopsItself(Faulty):
+    """Sends itself SIGSTOP: a stopped process runs no thread, a watchdog's included."""
+
+    def fault(self, input, result):
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return result
+
+
+class SpinsHoldingTheGil(Faulty):
+    """Spins in C with the GIL held (a regular expression backtracking for ages): no other thread runs."""
+
+    def fault(self, input, result):
+        re.match(r"(a+)+$", "a" * 64 + "b")
+        return result
+
+
+class ClosesItsConnection(Faulty):
+    """Closes every file descriptor above standard error: the worker's connection to the runner goes."""
+
+    def fault(self, input, result):
+        os.closerange(3, 4096)
+        return result
+
+
+class ProbeMarker(NumpyBackend):
+    """A backend whose availability check writes its pid to the file in `BCE_FAULT_PIDS` first."""
+
+    def mark(self) -> None:
+        with open(os.environ[PIDS], "a") as file:
+            file.write(f"{os.getpid()}\n")
+
+
+class SlowProbe(ProbeMarker):
+    name = "fault-SlowProbe"
+
+    def availability(self):
+        self.mark()
+        time.sleep(30)
+        return super().availability()
+
+
+class ExitsInProbe(NumpyBackend):
+    name = "fault-ExitsInProbe"
+
+    def availability(self):
+        sys.exit(0)
+
+
+class SegfaultsInProbe(NumpyBackend):
+    name = "fault-SegfaultsInProbe"
+
+    def availability(self):
+        return ctypes.string_at(0)
+
+
+class NumericVersion(NumpyBackend):
+    name = "fault-NumericVersion"
+
+    def version(self):
+        return 2
+
+
+class DeadlocksOnOverlap(Poisons):
+    """Imitates a device that deadlocks when two calls overlap (across processes): a call that finds another
+    running hangs. Out-of-range inputs poison it, so their cases run in a worker of their own. The lock lies in
+    the folder `self.locks` (set on the instance, which travels to the worker by pickle)."""
+
+    name = "fault-DeadlocksOnOverlap"
+    locks = ""
+
+    def _alone(self, compute):
+        lock = os.path.join(self.locks, "busy")
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            while True:
+                time.sleep(1)
+        try:
+            time.sleep(0.02)
+            return compute()
+        finally:
+            os.close(handle)
+            os.unlink(lock)
+
+    def bce(self, input, target, *, weight, reduction):
+        return self._alone(lambda: super(DeadlocksOnOverlap, self).bce(input, target, weight=weight,
+                                                                       reduction=reduction))
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        return self._alone(lambda: super(DeadlocksOnOverlap, self).bce_with_logits(
+            input, target, weight=weight, pos_weight=pos_weight, reduction=reduction))
+
+
+class ChangesDirectory(Faulty):
+    """Moves to another working directory and makes NumPy raise on every floating-point problem."""
+
+    def fault(self, input, result):
+        os.chdir(os.path.dirname(os.path.dirname(os.getcwd())) or "/")
+        np.seterr(all="raise")
+        return result
+
+
+ESCAPES = {
+    RaisesKeyboardInterrupt: "raised KeyboardInterrupt: from the adapter (a BaseException, not an Exception)",
+    RaisesBaseException: "raised CustomBaseException: below Exception (a BaseException, not an Exception)",
+}
+"""Each BaseException an adapter raises and the words of its `crashed` line."""
