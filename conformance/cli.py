@@ -265,8 +265,8 @@ def cmd_cases(args: argparse.Namespace) -> int:
         return outcome + (f" of d/d {','.join(case.grad)}" if case.grad else "")
 
     rows = [[c.id, c.op, expects(c), ",".join(c.dtypes), c.source, c.description] for c in cases]
-    print(tabulate(rows, headers=["id", "op", "expects", "dtypes", "source", "description"],
-                   maxcolwidths=[None, None, None, None, None, 60]))
+    print(report.printable(tabulate(rows, headers=["id", "op", "expects", "dtypes", "source", "description"],
+                                    maxcolwidths=[None, None, None, None, None, 60])))
     print(f"\n{len(cases)} cases")
     return EXIT_OK
 

@@ -179,8 +179,8 @@ def test_too_many_values_are_refused(tmp_path):
 
 
 def test_a_huge_file_is_refused_unread(tmp_path):
-    path = write(tmp_path, GOOD_CASE + "#" * (5 * 2**20) + "\n")
-    assert "larger than 4 MiB" in error_of(path)
+    path = write(tmp_path, GOOD_CASE + "#" * (2 * 2**20) + "\n")
+    assert "larger than 1 MiB" in error_of(path)
 
 
 @pytest.mark.parametrize("value, fragment", [
