@@ -28,7 +28,6 @@ from conformance.cli import main
 from conformance.journal import Journal
 from conformance.loader import default_cases_dir, load_cases
 from conformance.registry import Entry
-from conformance.report import render_json
 from conformance.results import Shard
 from conformance.shards import owner
 
