@@ -194,6 +194,8 @@ def _interruptible() -> Iterator[list[int]]:
 def cmd_run(args: argparse.Namespace) -> int:
     isolation = _isolation(args)
     path = _results_path(args)
+    if args.output is not None:  # fixed before any backend runs (--no-isolation: an adapter may change directory)
+        args.output = args.output.absolute()
     previous = journal.previous(args.resume) if args.resume is not None else {}
     manifests = _manifests(args)
     cases = _select_cases(args.cases, args.k)
