@@ -474,6 +474,7 @@ def probe(entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo],
     while len(infos) < len(entries):
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(target=_probe_serve, args=(sender, entries[len(infos):], inspect), daemon=True)
+        _flush_output()  # a fork copies unwritten output, which the child would write again
         try:
             process.start()
         except Exception:  # entries that cannot be sent to a spawned process are probed here
