@@ -5,10 +5,13 @@ where the platform has one, else spawned), fed batches of calls over a `multipro
 answering call by call, so the parent knows which call a worker was running when it died or hung.
 A dead worker yields `crashed` for that call, a call over the time limit yields `timeout` (its worker
 is killed); the rest of the batch goes to a new worker. Calls marked `fresh` (cases that may poison
-the backend's device) run alone in a worker of their own, which is discarded after the call; a
-worker is also replaced after it reported a crash (`sys.exit`, `MemoryError`), and, for a backend
-that declares `poisoning_rejections`, after any call that raised. A worker re-creates its backend
-from the registry entry (`Entry` pickles as its origin where it can).
+the backend's device) run alone in a worker of their own, which is discarded after the call, while no
+other call of that backend runs; a worker is also replaced after it reported a crash (`sys.exit`,
+`MemoryError`, a BaseException), and, for a backend that declares `poisoning_rejections`, after any call
+that raised. A worker re-creates its backend from the registry entry (`Entry` pickles as its origin where
+it can). Nothing outlives the runner: each worker leads a process group that is killed with it, and the
+workers and the forkserver die with their parent (`die_with_parent`). Backends are probed in a child
+process too (`probe`). docs/threat-model.md lists each fault and what it becomes.
 """
 from __future__ import annotations
 
