@@ -41,6 +41,10 @@ from .results import BackendInfo, Status
 DEFAULT_TIMEOUT = 30.0
 """Seconds a call may take; generous, since a worker's first call also imports the backend and starts its device."""
 
+START_TIMEOUT = 120.0
+"""Seconds a worker may take to start and load its backend, before its first call's own time limit begins: on a
+loaded machine a fork and an import can take longer than a short `--timeout`."""
+
 BATCH = 64
 """The most calls sent to a worker in one message."""
 
@@ -230,6 +234,7 @@ def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
         backend, broken = None, Execution(fault=Verdict(Status.ERROR, f"the worker process could not load the backend: "
                                                                        f"{describe(exc)}"))
     try:
+        conn.send((None, None))  # ready: the runner's clock for the first call starts now
         while True:
             for token, request in conn.recv():
                 execution = _answer(backend, broken, request)
@@ -277,6 +282,7 @@ class _Lane:
         self.process: Any = None
         self.conn: Connection | None = None
         self.started = 0.0  # when the call at the head of `inflight` started, as far as the parent knows
+        self.booting = False  # the worker has not said it is ready
         try:
             self.entry, self.unsendable = pickle.dumps(entry), None
         except Exception as exc:
@@ -294,7 +300,7 @@ class _Lane:
             process.start()
         finally:
             child.close()
-        self.process, self.conn = process, parent
+        self.process, self.conn, self.booting = process, parent, True
 
     def _kill(self) -> None:
         """SIGKILL the worker and its process group: whatever the adapter started goes with it."""
@@ -357,19 +363,27 @@ class _Lane:
                 token = self.inflight[0][0]
                 execution = Execution(fault=Verdict(Status.ERROR, f"the backend's answer could not be read: "
                                                                   f"{type(exc).__name__}: {exc}"))
-            self.inflight.popleft()
             self.started = time.monotonic()
+            if token is None:  # the worker is ready
+                self.booting = False
+                continue
+            self.inflight.popleft()
             done.append((token, _revived(execution)))
             if self._spoiled(execution):
                 self._retire()
                 return done
         if self.inflight and not self.process.is_alive():
             return done + self._died()
-        if self.inflight and time.monotonic() - self.started > self.workers.settings.timeout:
+        if self.inflight and time.monotonic() > self.deadline:
             return done + self._overran()
         if self.single_use and not self.inflight:
             self._retire()
         return done
+
+    @property
+    def deadline(self) -> float:
+        """When the call at the head of `inflight` overruns (a starting worker has `START_TIMEOUT` more)."""
+        return self.started + self.workers.settings.timeout + (START_TIMEOUT if self.booting else 0.0)
 
     def _spoiled(self, execution: Execution) -> bool:
         """A worker is not trusted after it reported a crash, or after any raise of a backend that can be poisoned."""
@@ -397,6 +411,10 @@ class _Lane:
     def _overran(self) -> list[tuple[int, Execution]]:
         assert self.process is not None
         self._kill()
+        if self.booting:
+            return self._ended(Verdict(Status.TIMEOUT, f"the worker process did not start within "
+                                                       f"{START_TIMEOUT + self.workers.settings.timeout:g} s; "
+                                                       f"it was killed"))
         return self._ended(Verdict(Status.TIMEOUT, f"no result within {self.workers.settings.timeout:g} s; "
                                                    f"the worker process was killed"))
 
@@ -439,7 +457,7 @@ class Workers:
             running = [lane for lane in self._all() if lane.inflight]
             if not running:
                 return
-            deadline = min(lane.started for lane in running) + self.settings.timeout
+            deadline = min(lane.deadline for lane in running)
             wait([w for lane in running for w in (lane.conn, lane.process.sentinel)],
                  max(0.0, deadline - time.monotonic()) + 0.01)
 
