@@ -19,6 +19,7 @@ from reference import Expected, Rejected
 
 from . import compare, tolerance
 from .adapter import GRADIENT_METHODS, supports_grad
+from .cache import Cache
 from .case import Case
 from .compare import Verdict
 from .dtypes import is_float
@@ -117,14 +118,16 @@ def _specify_loss(case: Case, inputs: Inputs, dtype: str) -> _Specified:
     return _Specified(expected=expected, allowed=tolerance.allowed(case.op, expected, case.tolerance))
 
 
-def _build(case: Case, dtype: str) -> tuple[Inputs | None, dict[str | None, _Specified]]:
-    """The case's inputs in `dtype` and what the specification says of each of its results (`Case.checks`);
-    a case that cannot be built is an error."""
+def _build(case: Case, dtype: str, cache: Cache | None = None) -> tuple[Inputs | None, dict[str | None, _Specified]]:
+    """The case's inputs in `dtype` and what the specification says of each of its results (`Case.checks`), from
+    `cache` where it holds them; a case that cannot be built is an error."""
     try:
         inputs = materialize(case, dtype)
     except Exception as exc:  # InputError, or a generator refusing its arguments
         return None, dict.fromkeys(case.checks, _Specified(error=f"case cannot be built: {exc}"))
-    return inputs, _specify(case, inputs, dtype)
+    if cache is None:
+        return inputs, _specify(case, inputs, dtype)
+    return inputs, cache.specified(case, inputs, dtype, lambda: _specify(case, inputs, dtype))
 
 
 def _judge(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:
@@ -181,13 +184,15 @@ def run(
     isolation: Settings | None = Settings(),
     previous: Mapping[tuple[str, str, str, str | None], Result] | None = None,
     journal: Journal | None = None,
+    cache: Cache | None = None,
 ) -> Run:
     """Every case x dtype x available backend, backend calls in worker processes unless `isolation` is None.
 
     A gradient case makes one backend call and gets one result per differentiated tensor (`Case.checks`).
     Results in `previous` (keyed by `Result.key`) are taken as they are where a call's results are all there;
     new results go to the journal as they are judged. Ctrl-C (KeyboardInterrupt) ends the run early: it
-    returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal.
+    returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal. With a `cache`,
+    references and tolerances computed before are read from it (`conformance.cache`).
     """
     previous = previous or {}
     infos, probed = probe(entries)
@@ -236,7 +241,7 @@ def run(
                     todo.append((first, index, entry))
             if not todo:
                 continue
-            inputs, specs = _build(case, dtype)
+            inputs, specs = _build(case, dtype, cache)
             float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
             for first, index, entry in todo:
                 assert entry.backend is not None
