@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import diff, expectations, journal, registry, report, runner, saved, shards
+from . import diff, distributed, expectations, journal, registry, report, runner, saved, shards
 from .cache import ENV as CACHE_ENV
 from .cache import Cache
 from .case import Case
@@ -275,9 +275,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                         save_failures=args.save_failures)
     isolation = _isolation(args)
     manifests = _manifests(args)
-    with _interruptible() as received:
+    with _interruptible() as received, distributed.client(args.workers, args.scheduler) as cluster:
         run = fuzz(registry.select(args.backend), properties, config, args.op, args.dtype, progress=args.progress,
-                   isolation=isolation)
+                   isolation=isolation, client=cluster)
     status = _finish(_expect(run, args, manifests), args)
     return status if run.complete else _interrupted(run, received)
 
@@ -478,6 +478,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="progress bar (default: only on a terminal)")
     isolating(fuzz_cmd, "a crash or hang ends one property's search with a counterexample, not the run")
     expecting(fuzz_cmd, update=False)
+    distributed.add_options(fuzz_cmd)
     fuzz_cmd.set_defaults(handler=cmd_fuzz)
 
     cases = commands.add_parser("cases", help="list the cases")

@@ -111,3 +111,18 @@ def test_a_dying_worker_loses_only_its_task(client, monkeypatch):
     numpy, retried = _comparable(there, {DIES.name: "numpy"})["rows"]
     alone = _comparable(build(regions, _entries(), ["float32"], 700_000, progress=False))["rows"]
     assert numpy == retried == alone[0]
+
+
+def test_fuzz_on_a_cluster_of_two_finds_what_it_finds_here(client):
+    from conformance import registry
+    from conformance.fuzz import FuzzConfig, fuzz
+    from conformance.properties import all_properties
+
+    entries = registry.select(["numpy", "tests.mutants:ClampAt50"])
+    properties = all_properties()[:2]
+    config = FuzzConfig(examples=15, seed=3)
+    here = fuzz(entries, properties, config, ["bce"], ["float32"], progress=False, isolation=None)
+    there = fuzz(entries, properties, config, ["bce"], ["float32"], progress=False, client=client)
+    assert [dataclasses.replace(r, seconds=0.0) for r in there.results] == \
+           [dataclasses.replace(r, seconds=0.0) for r in here.results]
+    assert {r.status for r in here.results} >= {"passed", "failed"} and there.seed == here.seed
