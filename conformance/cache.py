@@ -205,11 +205,12 @@ class Cache:
     def path(self, name: str) -> Path:
         return self.root / name[:2] / name
 
-    def specified(self, case: Case, inputs: Inputs, dtype: str, compute: Callable[[], T]) -> T:
-        """The cached value for the case x dtype, or `compute()`, stored for next time."""
-        return self.recall(key(case, inputs, dtype, self.sources), compute)
+    def specified(self, case: Case, inputs: Inputs, dtype: str, compute: Callable[[], T],
+                  keep: Callable[[T], bool] = lambda value: True) -> T:
+        """The cached value for the case x dtype, or `compute()`, stored for next time where `keep` accepts it."""
+        return self.recall(key(case, inputs, dtype, self.sources), compute, keep)
 
-    def recall(self, name: str, compute: Callable[[], T]) -> T:
+    def recall(self, name: str, compute: Callable[[], T], keep: Callable[[T], bool] = lambda value: True) -> T:
         path = self.path(name)
         try:
             data = path.read_bytes()
@@ -225,7 +226,8 @@ class Cache:
                 return value
         self.stats.misses += 1
         value = compute()
-        self._store(path, value)
+        if keep(value):
+            self._store(path, value)
         return value
 
     def _store(self, path: Path, value: Any) -> None:

@@ -127,7 +127,9 @@ def _build(case: Case, dtype: str, cache: Cache | None = None) -> tuple[Inputs |
         return None, dict.fromkeys(case.checks, _Specified(error=f"case cannot be built: {exc}"))
     if cache is None:
         return inputs, _specify(case, inputs, dtype)
-    return inputs, cache.specified(case, inputs, dtype, lambda: _specify(case, inputs, dtype))
+    # an error (a reference that failed, a contradicted case) is not kept: it may be passing, and it costs little
+    return inputs, cache.specified(case, inputs, dtype, lambda: _specify(case, inputs, dtype),
+                                   keep=lambda specs: all(spec.error is None for spec in specs.values()))
 
 
 def _judge(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:

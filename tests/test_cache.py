@@ -153,3 +153,13 @@ def test_an_edit_of_the_reference_changes_the_sources_digest(tmp_path, monkeypat
     finally:
         cache_module.sources_digest.cache_clear()
         monkeypatch.undo()
+
+
+def test_an_error_of_the_reference_is_not_kept(tmp_path):
+    """A case the specification contradicts is an error each time, computed each time: nothing is stored."""
+    path = tmp_path / "cases.yaml"
+    path.write_text(TWO_CASES.replace("    reduction: mean\n", "    reduction: mean\n    expect: {reject: out_of_range}\n"))
+    cache = Cache(tmp_path / "cache")
+    run = _run(load_cases([path]), cache)
+    assert {r.status for r in run.results if r.case_id == "cache-a"} == {"error"}
+    assert len(cache.entries()) == 4  # cache-b's four dtypes only
