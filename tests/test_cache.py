@@ -158,7 +158,8 @@ def test_an_edit_of_the_reference_changes_the_sources_digest(tmp_path, monkeypat
 def test_an_error_of_the_reference_is_not_kept(tmp_path):
     """A case the specification contradicts is an error each time, computed each time: nothing is stored."""
     path = tmp_path / "cases.yaml"
-    path.write_text(TWO_CASES.replace("    reduction: mean\n", "    reduction: mean\n    expect: {reject: out_of_range}\n"))
+    contradicted = "    reduction: mean\n    expect: {reject: out_of_range}\n"
+    path.write_text(TWO_CASES.replace("    reduction: mean\n", contradicted))
     cache = Cache(tmp_path / "cache")
     run = _run(load_cases([path]), cache)
     assert {r.status for r in run.results if r.case_id == "cache-a"} == {"error"}
