@@ -1,4 +1,4 @@
-"""Command line: `python -m conformance run | report | diff | merge | fuzz | accuracy | backends | cases`.
+"""Command line: `python -m conformance run | report | diff | merge | fuzz | accuracy | backends | cases | cache`.
 
 Exit 0 all passed, 1 a failure, 2 usage error, 128 + N when signal N (Ctrl-C, SIGTERM) interrupted a run.
 """
@@ -18,7 +18,9 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import diff, expectations, journal, registry, report, runner, saved, shards
+from . import diff, distributed, expectations, journal, registry, report, runner, saved, shards
+from .cache import ENV as CACHE_ENV
+from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -217,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if path is not None else None)
     with _interruptible() as received, sink or contextlib.nullcontext():
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
-                         journal=sink)
+                         journal=sink, cache=Cache() if args.cache else None)
     run.shard = shard
     status = _publish(run, args, manifests)
     if run.complete:
@@ -285,9 +287,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                         save_failures=args.save_failures)
     isolation = _isolation(args)
     manifests = _manifests(args)
-    with _interruptible() as received:
+    with _interruptible() as received, distributed.client(args.workers, args.scheduler) as cluster:
         run = fuzz(registry.select(args.backend), properties, config, args.op, args.dtype, progress=args.progress,
-                   isolation=isolation)
+                   isolation=isolation, client=cluster)
     status = _finish(_expect(run, args, manifests), args)
     return status if run.complete else _interrupted(run, received)
 
@@ -306,6 +308,25 @@ def cmd_merge(args: argparse.Namespace) -> int:
           lambda: report.render_table(merged.run), args)
     status = _status(merged.run)
     return status if status == EXIT_USAGE else max(status, _min_cases(merged.run, args.min_cases, list(merged.dtypes)))
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """`cache info` says where the reference cache is and what it holds; `cache clear` empties it."""
+    cache = Cache()
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.root}")
+    else:
+        entries = cache.entries()
+        size = sum(p.stat().st_size for p in entries)
+        print(f"{cache.root}: {len(entries)} entries, {size / 2**20:.1f} MiB (set {CACHE_ENV} to move it)")
+    return EXIT_OK
+
+
+def _register_cache(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("cache", help="the persistent reference cache: where it is and its size (info), "
+                                            "or empty it (clear)")
+    sub.add_argument("action", choices=["info", "clear"])
+    sub.set_defaults(handler=cmd_cache)
 
 
 def _register_merge(commands: argparse._SubParsersAction) -> None:
@@ -432,6 +453,9 @@ def _parser() -> argparse.ArgumentParser:
                           "beside --output, else none)")
     run.add_argument("--resume", type=Path, metavar="FILE",
                      help="continue the run recorded in FILE: skip what it holds, append the rest to it")
+    run.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                     help="read references and tolerances computed by earlier runs from the reference cache, and "
+                          "store new ones (default); --no-cache computes every one and stores nothing")
     run.add_argument("--shard", type=_shard, metavar="K/N",
                      help="run only shard K of N (cases split by a stable hash of their id; merge recombines them)")
     run.set_defaults(handler=cmd_run)
@@ -469,6 +493,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="progress bar (default: only on a terminal)")
     isolating(fuzz_cmd, "a crash or hang ends one property's search with a counterexample, not the run")
     expecting(fuzz_cmd, update=False)
+    distributed.add_options(fuzz_cmd)
     fuzz_cmd.set_defaults(handler=cmd_fuzz)
 
     cases = commands.add_parser("cases", help="list the cases")
@@ -477,6 +502,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _register_diff(commands)
     _register_merge(commands)
+    _register_cache(commands)
 
     from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
     register_accuracy(commands)

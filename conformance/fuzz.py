@@ -20,9 +20,9 @@ from reference import FLOAT_DTYPES, Rejected
 
 from .compare import Verdict
 from .errors import ConfigError
-from .execution import Invoke, invoker
+from .execution import Invoke, in_process, invoker
 from .isolation import Settings, calls_for
-from .properties import Property, not_checkable, specified
+from .properties import Property, all_properties, not_checkable, specified
 from .registry import Entry
 from .results import BackendInfo, Result, Status
 from .runner import Run, probe
@@ -153,21 +153,25 @@ def _rerun(backend: str, prop: Property, op: str, dtype: str, run_seed: int, exa
 
 def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, ops: list[str] | None = None,
          dtypes: list[str] | None = None, progress: bool | None = None, *,
-         isolation: Settings | None = Settings()) -> Run:
+         isolation: Settings | None = Settings(), client: Any = None) -> Run:
     """Explore every property x op x dtype on every available backend; one Result each.
 
     Backend calls run in worker processes unless `isolation` is None: a crash or a hang ends that property's
     exploration with a counterexample, and the run goes on. Ctrl-C returns what finished, with `complete` False.
+    With a Dask `client` (`conformance.distributed`), each property x op x dtype x backend is a task on its
+    cluster, calling the backend in the Dask worker's process; the results are those of a run here.
     """
     infos, probed = probe(entries, isolation)
     run_seed = config.resolved_seed()
     run = Run(backends=infos, seed=run_seed)
     active = [(entry, info) for entry, info in zip(entries, infos) if info.available]
-    calls = calls_for([entry for entry, _ in active], isolation, probed)
     work = [(index, entry, info, prop, op, dtype)
             for index, (entry, info) in enumerate(active)
             for prop in properties for op in prop.ops if not ops or op in ops
             for dtype in FLOAT_DTYPES if not dtypes or dtype in dtypes]
+    if client is not None:
+        return _distribute(client, run, work, config, progress)
+    calls = calls_for([entry for entry, _ in active], isolation, probed)
     try:
         for index, entry, info, prop, op, dtype in tqdm(work, desc="fuzz", unit="property", leave=False,
                                                         disable=None if progress is None else not progress):
@@ -176,6 +180,48 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
         run.complete = False
     finally:
         calls.close()
+    return run
+
+
+def fuzz_task(entry: Entry, info: BackendInfo, prop_id: str, op: str, dtype: str, config: FuzzConfig,
+              run_seed: int) -> list[Result]:
+    """One property x op x dtype on one backend, called in this process: a task on a Dask worker."""
+    prop = next(p for p in all_properties() if p.id == prop_id)
+    run = Run(backends=[info])
+    _fuzz_one(run, in_process(entry.backend), entry, info, prop, op, dtype, config, run_seed)
+    return run.results
+
+
+def _distribute(client: Any, run: Run, work: list[tuple[int, Entry, BackendInfo, Property, str, str]],
+                config: FuzzConfig, progress: bool | None) -> Run:
+    """Every piece of `work` as a task on the cluster, the results in the order of `work`; a task whose worker
+    died again and again (Dask's allowed-failures) is a crashed result, and the run goes on."""
+    from dask.distributed import as_completed
+
+    assert run.seed is not None
+    futures = [client.submit(fuzz_task, entry, info, prop.id, op, dtype, config, run.seed, pure=False)
+               for _, entry, info, prop, op, dtype in work]
+    place = {future.key: number for number, future in enumerate(futures)}
+    done: dict[int, list[Result]] = {}
+    bar = tqdm(total=len(futures), desc="fuzz", unit="property", leave=False,
+               disable=None if progress is None else not progress)
+    try:
+        for future in as_completed(futures):
+            number = place[future.key]
+            try:
+                done[number] = future.result()
+            except Exception as exc:  # KilledWorker: the backend took the Dask worker down each time
+                _, _, info, prop, op, dtype = work[number]
+                done[number] = [Result(info.name, prop.id, op, dtype, Status.CRASHED,
+                                       f"the search ended its Dask worker each time it ran: {type(exc).__name__}: "
+                                       f"{exc}", f"property {prop.id}", ", ".join(prop.wrt) or None)]
+            bar.update()
+    except KeyboardInterrupt:
+        run.complete = False
+    finally:
+        client.cancel([future for future in futures if not future.done()])
+        bar.close()
+    run.results = [result for number in sorted(done) for result in done[number]]
     return run
 
 

@@ -17,6 +17,7 @@ import pytest
 from reference import FLOAT_DTYPES
 
 from . import expectations, registry, runner
+from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -47,12 +48,14 @@ class Target:
     info: BackendInfo
     listed: list[expectations.Expectation]
     results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
+    cache: Cache | None = None  # the reference cache, shared with the command line and the other xdist workers
 
     def result(self, case: Case, dtype: str, wrt: str | None) -> Result:
         """The result of one case x dtype (one backend call serves all of a gradient case's tests)."""
         key = (case.id, dtype)
         if key not in self.results:
-            self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=None).results
+            self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=None,
+                                           cache=self.cache).results
         return next(r for r in self.results[key] if r.wrt == wrt)
 
     def judged(self, result: Result) -> Result:
@@ -100,6 +103,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="an expectations manifest: listed failures are xfail (repeatable)")
     group.addoption("--conformance-strict-expectations", action="store_true",
                     help="a listed case that passes fails (XPASS(strict)); also set by the xfail_strict ini option")
+    group.addoption("--conformance-no-cache", action="store_true",
+                    help="compute every reference, and store none, instead of using the reference cache")
     group.addoption("--conformance-properties", action="store_true",
                     help="also one test per property x op x dtype (hypothesis, profile bce-ci unless "
                          "--hypothesis-profile)")
@@ -117,7 +122,9 @@ def _plan(config: pytest.Config) -> Plan:
     listed, warnings = expectations.active(manifests, infos)
     for warning in warnings:
         config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
-    targets = [Target(entry, info, [e for e in listed if e.backend == info.name]) for entry, info in zip(entries, infos)]
+    cache = None if config.getoption("conformance_no_cache") else Cache()
+    targets = [Target(entry, info, [e for e in listed if e.backend == info.name], cache=cache)
+               for entry, info in zip(entries, infos)]
     dtypes = tuple(config.getoption("conformance_dtype") or NUMPY_DTYPES)
     properties = []
     if config.getoption("conformance_properties"):

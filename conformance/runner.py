@@ -7,6 +7,7 @@ journal, and returned in a fixed order, so that two runs on the same inputs give
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Iterable, Mapping
@@ -19,6 +20,7 @@ from reference import Expected, Rejected
 
 from . import compare, tolerance
 from .adapter import GRADIENT_METHODS, supports_grad
+from .cache import Cache
 from .case import Case
 from .compare import Verdict
 from .dtypes import is_float
@@ -34,6 +36,11 @@ __all__ = ["BackendInfo", "Run", "Settings", "WARNING_STORM", "inspect", "run"]
 
 WARNING_STORM = 100
 """More warnings than this from one call fail the case: a backend that warns per element is misbehaving."""
+
+IN_FLIGHT = 2048
+"""The most calls waiting for their answer: when the workers fall behind (a warm reference cache makes the runner
+fast), the runner waits, so that memory does not grow with the number of cases. Above the shipped cases' 1,500
+calls: a runner that waits reacts late to a worker that wants its next batch."""
 
 
 @dataclass(frozen=True)
@@ -125,14 +132,18 @@ def _specify_loss(case: Case, inputs: Inputs, dtype: str) -> _Specified:
     return _Specified(expected=expected, allowed=tolerance.allowed(case.op, expected, case.tolerance))
 
 
-def _build(case: Case, dtype: str) -> tuple[Inputs | None, dict[str | None, _Specified]]:
-    """The case's inputs in `dtype` and what the specification says of each of its results (`Case.checks`);
-    a case that cannot be built is an error."""
+def _build(case: Case, dtype: str, cache: Cache | None = None) -> tuple[Inputs | None, dict[str | None, _Specified]]:
+    """The case's inputs in `dtype` and what the specification says of each of its results (`Case.checks`), from
+    `cache` where it holds them; a case that cannot be built is an error."""
     try:
         inputs = materialize(case, dtype)
     except Exception as exc:  # InputError, or a generator refusing its arguments
         return None, dict.fromkeys(case.checks, _Specified(error=f"case cannot be built: {exc}"))
-    return inputs, _specify(case, inputs, dtype)
+    if cache is None:
+        return inputs, _specify(case, inputs, dtype)
+    # an error (a reference that failed, a contradicted case) is not kept: it may be passing, and it costs little
+    return inputs, cache.specified(case, inputs, dtype, lambda: _specify(case, inputs, dtype),
+                                   keep=lambda specs: all(spec.error is None for spec in specs.values()))
 
 
 def _judge(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:
@@ -189,13 +200,15 @@ def run(
     isolation: Settings | None = Settings(),
     previous: Mapping[tuple[str, str, str, str | None], Result] | None = None,
     journal: Journal | None = None,
+    cache: Cache | None = None,
 ) -> Run:
     """Every case x dtype x available backend, backend calls in worker processes unless `isolation` is None.
 
     A gradient case makes one backend call and gets one result per differentiated tensor (`Case.checks`).
     Results in `previous` (keyed by `Result.key`) are taken as they are where a call's results are all there;
     new results go to the journal as they are judged. Ctrl-C (KeyboardInterrupt) ends the run early: it
-    returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal.
+    returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal. With a `cache`,
+    references and tolerances computed before are read from it (`conformance.cache`).
     """
     previous = previous or {}
     try:
@@ -247,7 +260,7 @@ def run(
                     todo.append((first, index, entry))
             if not todo:
                 continue
-            inputs, specs = _build(case, dtype)
+            inputs, specs = _build(case, dtype, cache)
             float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
             for first, index, entry in todo:
                 assert entry.backend is not None
@@ -267,6 +280,9 @@ def run(
                     request = Call(case.op, inputs.arrays(), inputs.reduction, case.grad)
                     calls.submit(first, index, request, fresh=_poisons(entry, case))
             judge(calls.ready())
+            while len(waiting) > IN_FLIGHT:
+                time.sleep(0.002)
+                judge(calls.ready())
         judge(calls.drain())
     except KeyboardInterrupt:
         outcome.complete = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -21,6 +21,10 @@ from .metrics import AgreementAccumulator, RowAccumulator, truth, ulp_errors
 from .records import REFERENCE, Atlas, Swept
 from .regions import Region
 from .sampling import Plan, Sample, plan
+
+TASK_CHUNKS = 16
+"""Chunks per task of a distributed sweep (4 Mi points): seconds of work, so scheduling costs little, and a worker
+that dies loses little."""
 
 
 def evaluate(backend: Backend, op: str, tensors: dict[str, np.ndarray], dtype: str) -> tuple[np.ndarray | None, float, str]:
@@ -68,11 +72,11 @@ class _Progress:
     points: int = 0
 
 
-def _sweep(p: Plan, backends: list[tuple[Backend, str]], rows: dict[str, RowAccumulator],
-           agreement: AgreementAccumulator, progress: _Progress, bar: tqdm) -> None:
-    """Every chunk of one plan: the exact loss once, then each backend that has not failed yet."""
+def _sweep(p: Plan, chunks: Iterable[Sample], backends: list[tuple[Backend, str]], rows: dict[str, RowAccumulator],
+           agreement: AgreementAccumulator, progress: _Progress, bar: tqdm | None) -> None:
+    """Chunks of one plan: the exact loss once, then each backend that has not failed yet."""
     op, dtype = p.region.op, p.dtype
-    for sample in p.chunks():
+    for sample in chunks:
         start = time.perf_counter()
         target = sample.target if sample.hard_target is None else sample.hard_target
         chunk_truth = truth(exact_sweep.loss(op, dtype, sample.input, target, sample.pos_weight), dtype)
@@ -91,34 +95,94 @@ def _sweep(p: Plan, backends: list[tuple[Backend, str]], rows: dict[str, RowAccu
                 results[name] = (got, errors)
         agreement.add(results, chunk_truth)
         progress.points += sample.input.size
-        bar.update(sample.input.size)
+        if bar is not None:
+            bar.update(sample.input.size)
+
+
+@dataclass
+class Part:
+    """The statistics of consecutive chunks of one plan: what a task of a distributed sweep sends back."""
+
+    rows: dict[str, RowAccumulator]
+    agreement: AgreementAccumulator
+    progress: _Progress
+
+
+def sweep_part(p: Plan, entries: list[Entry], start: int, stop: int) -> Part:
+    """Chunks `start` to `stop` of one plan on the entries' backends: one task, run on a Dask worker."""
+    backends = [(entry.backend, entry.name) for entry in entries]
+    names = [REFERENCE] + [name for _, name in backends]
+    part = Part({name: RowAccumulator(name, p) for _, name in backends},
+                AgreementAccumulator(p.region.op, p.dtype, names), _Progress())
+    _sweep(p, p.chunks(start, stop), backends, part.rows, part.agreement, part.progress, None)
+    return part
+
+
+def _fold(part: Part, rows: dict[str, RowAccumulator], agreement: AgreementAccumulator, progress: _Progress) -> None:
+    """Add a part that follows every part folded in so far."""
+    stopped = [name for name, row in rows.items() if row.error]
+    for name, row in rows.items():
+        row.merge(part.rows[name])
+    agreement.merge(part.agreement, stopped)
+    progress.points += part.progress.points
+    progress.reference_seconds += part.progress.reference_seconds
+
+
+def _distribute(client: Any, p: Plan, entries: list[Entry], rows: dict[str, RowAccumulator],
+                agreement: AgreementAccumulator, progress: _Progress, bar: tqdm) -> None:
+    """Every chunk of one plan, `TASK_CHUNKS` to a task on the cluster; parts are folded in chunk order as they
+    arrive (so the statistics are those of a sweep in one process), and the bar counts every worker's points."""
+    from dask.distributed import as_completed
+
+    count = p.chunk_count
+    futures = [client.submit(sweep_part, p, entries, start, min(start + TASK_CHUNKS, count), pure=False)
+               for start in range(0, count, TASK_CHUNKS)]
+    order = {future.key: number for number, future in enumerate(futures)}
+    arrived: dict[int, Part] = {}
+    following = 0
+    try:
+        for future in as_completed(futures):
+            part = future.result()
+            bar.update(part.progress.points)
+            arrived[order[future.key]] = part
+            future.release()
+            while following in arrived:
+                _fold(arrived.pop(following), rows, agreement, progress)
+                following += 1
+    finally:
+        client.cancel([future for future in futures if not future.done()])
 
 
 def build(regions: Iterable[Region], entries: list[Entry], dtypes: Iterable[str] | None = None,
-          points: int | None = None, progress: bool | None = None) -> Atlas:
+          points: int | None = None, progress: bool | None = None, client: Any = None) -> Atlas:
     """The atlas of every available backend over `regions`; `progress=None` shows a bar only on a terminal.
 
+    With a Dask `client` (`conformance.distributed`), chunks are computed on its cluster; the atlas is the same.
     Ctrl-C stops the sweep and keeps what was measured (`Atlas.interrupted`).
     """
     started = time.perf_counter()
     plans = _plans(regions, dtypes, points)
     infos = inspect(entries)
-    active = [(entry.backend, info.name) for entry, info in zip(entries, infos) if info.available]
+    active = [(entry, info.name) for entry, info in zip(entries, infos) if info.available]
     atlas = Atlas(backends=infos)
     agreements: dict[tuple[str, str], AgreementAccumulator] = {}
     bar = tqdm(total=sum(p.points for p in plans), desc="accuracy", unit="pt", unit_scale=True,
                disable=None if progress is None else not progress, leave=False)
     for p in plans:
         op, dtype = p.region.op, p.dtype
-        backends = [(backend, name) for backend, name in active if dtype in backend.dtypes]
-        atlas.skipped += [(name, dtype) for backend, name in active
-                          if dtype not in backend.dtypes and (name, dtype) not in atlas.skipped]
+        chosen = [entry for entry, _ in active if dtype in entry.backend.dtypes]
+        backends = [(entry.backend, name) for entry, name in active if entry in chosen]
+        atlas.skipped += [(name, dtype) for entry, name in active
+                          if entry not in chosen and (name, dtype) not in atlas.skipped]
         names = [REFERENCE] + [name for _, name in backends]
         agreement = agreements.setdefault((op, dtype), AgreementAccumulator(op, dtype, names))
         rows = {name: RowAccumulator(name, p) for _, name in backends}
         done = _Progress()
         try:
-            _sweep(p, backends, rows, agreement, done, bar)
+            if client is None:
+                _sweep(p, p.chunks(), backends, rows, agreement, done, bar)
+            else:
+                _distribute(client, p, chosen, rows, agreement, done, bar)
         except KeyboardInterrupt:
             atlas.interrupted = True
             for row in rows.values():

@@ -8,6 +8,7 @@ from pathlib import Path
 from reference import FLOAT_DTYPES
 from reference.sweep import OPS
 
+from .. import distributed
 from ..registry import select as select_backends
 from . import report
 from .atlas import build
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         from . import plots  # needs matplotlib: fail before the sweep, not after
 
         plots.require()
-    atlas = build(regions, entries, args.dtype, args.points, args.progress)
+    with distributed.client(args.workers, args.scheduler) as cluster:
+        atlas = build(regions, entries, args.dtype, args.points, args.progress, cluster)
     if not atlas.rows:
         reasons = "; ".join(f"{b.name}: {b.reason}" for b in atlas.backends if not b.available)
         print(f"conformance: error: no backend was measured{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
@@ -75,5 +77,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: only on a terminal)")
+    distributed.add_options(parser)
     parser.set_defaults(handler=run)
 

@@ -8,6 +8,7 @@ A NaN or infinity that differs from the specification's result counts as an infi
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +152,24 @@ class RowAccumulator:
         if filled.any():
             self.envelope[filled] = np.fmax(self.envelope[filled], np.maximum.reduceat(errors, starts[filled]))
 
+    def merge(self, later: RowAccumulator) -> None:
+        """Fold in the statistics of the chunks that follow this row's, as if `add` had been fed them next (a row
+        stops at its first error, as a sweep stops calling that backend)."""
+        if self.error:
+            return
+        self.points += later.points
+        self.counts += later.counts
+        self.nonfinite += later.nonfinite
+        self.tiny_points += later.tiny_points
+        if later.worst is not None and (self.worst is None or later.worst.ulp_error > self.worst.ulp_error):
+            self.worst = later.worst
+        if later.tiny_worst is not None and (self.tiny_worst is None
+                                             or later.tiny_worst.rel_error > self.tiny_worst.rel_error):
+            self.tiny_worst = later.tiny_worst
+        self.envelope = np.fmax(self.envelope, later.envelope)
+        self.seconds += later.seconds
+        self.error = later.error
+
     def finish(self) -> tuple[Row, Envelope]:
         measured = self.points > 0
         region = self.plan.region
@@ -202,6 +221,16 @@ class AgreementAccumulator:
             self._record(0, index[name], errors)
             for other, (other_got, _) in measured[position + 1:]:
                 self._record(index[name], index[other], _distance(got, other_got, truth))
+
+    def merge(self, later: AgreementAccumulator, stopped: Collection[str] = ()) -> None:
+        """Fold in the distances of later chunks, leaving out the backends in `stopped` (their rows had failed before
+        those chunks, so a sweep would not have called them)."""
+        keep = np.ones_like(self.max, dtype=bool)
+        for name in stopped:
+            keep[self.names.index(name), :] = keep[:, self.names.index(name)] = False
+        self.max = np.where(keep, np.maximum(self.max, later.max), self.max)
+        self.beyond += np.where(keep, later.beyond, 0)
+        self.points += np.where(keep, later.points, 0)
 
     def finish(self) -> list[Agreement]:
         return [Agreement(self.op, self.dtype, a, b, int(self.points[i, j]), float(self.max[i, j]), int(self.beyond[i, j]))

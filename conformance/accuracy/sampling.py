@@ -130,13 +130,25 @@ class Plan:
             return from_ordinal(np.sort(rng.integers(k_low, k_high, count, endpoint=True)), self.dtype)
         return np.sort(_rounded(rng.uniform(self.low, self.high, count), self.dtype))
 
-    def chunks(self) -> Iterator[Sample]:
-        for index, start in enumerate(range(0, self.grid, CHUNK)):
-            rng = np.random.default_rng([self.region.seed, 0, index])
-            yield self._sample(self._grid(start, min(start + CHUNK, self.grid)), rng)
-        for index, start in enumerate(range(0, self.random, CHUNK)):
-            rng = np.random.default_rng([self.region.seed, 1, index])
-            yield self._sample(self._random(min(CHUNK, self.random - start), rng), rng)
+    @property
+    def chunk_count(self) -> int:
+        return -(-self.grid // CHUNK) + -(-self.random // CHUNK)
+
+    def chunk(self, number: int) -> Sample:
+        """Chunk `number` of `chunk_count`: the grid's chunks, then the random ones; each depends on its number only."""
+        grid_chunks = -(-self.grid // CHUNK)
+        if number < grid_chunks:
+            start = number * CHUNK
+            rng = np.random.default_rng([self.region.seed, 0, number])
+            return self._sample(self._grid(start, min(start + CHUNK, self.grid)), rng)
+        index = number - grid_chunks
+        rng = np.random.default_rng([self.region.seed, 1, index])
+        return self._sample(self._random(min(CHUNK, self.random - index * CHUNK), rng), rng)
+
+    def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Sample]:
+        """Chunks `start` to `stop` (default: every chunk), in order."""
+        for number in range(start, self.chunk_count if stop is None else stop):
+            yield self.chunk(number)
 
 
 def plan(region: Region, dtype: str, points: int | None = None) -> Plan:

@@ -1,6 +1,8 @@
 """PyTorch backends: torch.nn.functional on the CPU and on a CUDA device; gradients by autograd. torch loads lazily."""
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 from typing import Any, Callable, Mapping
 
 import ml_dtypes
@@ -20,6 +22,10 @@ class TorchBackend:
         self.poisoning_rejections = frozenset({"out_of_range"}) if device != "cpu" else frozenset()
 
     def availability(self) -> Availability:
+        if self.device == "cpu":  # found without importing it: the runner never calls torch, its workers do
+            if importlib.util.find_spec("torch") is None:
+                return Availability(False, "torch is not installed")
+            return Availability(True)
         try:
             import torch
         except ImportError as exc:
@@ -31,11 +37,11 @@ class TorchBackend:
         return Availability(True)
 
     def version(self) -> str:
+        if self.device == "cpu":
+            return f"torch {importlib.metadata.version('torch')}"  # torch.__version__, without the import
         import torch
 
-        if self.device == "cuda":
-            return f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}"
-        return f"torch {torch.__version__}"
+        return f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}"
 
     def _tensor(self, array: np.ndarray | None) -> Any:
         import torch

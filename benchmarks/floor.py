@@ -1,0 +1,104 @@
+"""The default run against its floor: the same cases and backend calls in a plain loop, side by side.
+
+Run: python benchmarks/floor.py [--rounds N]. Each round runs, in fresh interpreters and in this order
+(so load drifts over all three alike):
+
+- floor: one process loads the shipped cases, imports torch (one thread), and for every case x dtype
+  computes the reference and the tolerances, calls numpy and torch-cpu in a plain loop and judges each
+  result with the harness's comparisons: no worker processes, journal, progress bar or report;
+- cold: `python -m conformance run --backend numpy --backend torch-cpu --no-cache` (the reference computed);
+- warm: the same with the reference cache, filled before the first round (a temporary cache directory).
+
+It prints the median wall of each and the ratios cold/floor and warm/floor, and warm against the floor
+without its reference time (the loop's own measure of it), the strictest comparison for a cached run.
+Issue 16's goal: the default run within 1.3x the floor and under 5 s on a quiet 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tabulate import tabulate
+
+RUN = [sys.executable, "-m", "conformance", "run", "--backend", "numpy", "--backend", "torch-cpu", "--no-progress"]
+GOAL_RATIO, GOAL_SECONDS = 1.3, 5.0
+
+
+def loop() -> None:
+    """The floor itself (`--loop`): prints the number of results judged and the seconds spent on the reference."""
+    import torch
+
+    torch.set_num_threads(1)
+    from conformance.backends.numpy_backend import NumpyBackend
+    from conformance.backends.torch_backend import TorchBackend
+    from conformance.execution import Call, execute
+    from conformance.loader import load_cases
+    from conformance.runner import _build, _verdict
+
+    backends = [NumpyBackend(), TorchBackend("cpu")]
+    results, passed, reference = 0, 0, 0.0
+    for case in load_cases():
+        for dtype in case.dtypes:
+            start = time.perf_counter()
+            inputs, specs = _build(case, dtype)
+            reference += time.perf_counter() - start
+            assert inputs is not None, case.id
+            for backend in backends:
+                execution = execute(backend, Call(case.op, inputs.arrays(), inputs.reduction, case.grad))
+                verdicts = [_verdict(spec, execution, wrt) for wrt, spec in specs.items()]
+                results += len(verdicts)
+                passed += sum(v.status == "passed" for v in verdicts)
+    print(json.dumps({"results": results, "passed": passed, "reference_seconds": reference}))
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    return time.perf_counter() - start, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loop", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loop:
+        loop()
+        return
+    walls: dict[str, list[float]] = {"floor": [], "cold": [], "warm": []}
+    references = []
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "BCE_CONFORMANCE_CACHE_DIR": folder}
+        timed(RUN, env)  # fills the cache
+        for _ in range(args.rounds):
+            seconds, out = timed([sys.executable, str(Path(__file__).resolve()), "--loop"], env)
+            floor = json.loads(out)
+            walls["floor"].append(seconds)
+            references.append(floor["reference_seconds"])
+            for name, extra in (("cold", ["--no-cache"]), ("warm", [])):
+                seconds, out = timed(RUN + extra, env)
+                walls[name].append(seconds)
+                assert f"{floor['passed']} passed" in out, "the harness and the floor disagree on what passes"
+    median = {name: statistics.median(values) for name, values in walls.items()}
+    bare = statistics.median(f - r for f, r in zip(walls["floor"], references))
+    rows = [[name, median[name], ", ".join(f"{v:.2f}" for v in values)] for name, values in walls.items()]
+    rows.append(["floor without its reference", bare, ""])
+    print(f"{floor['results']} results, {floor['passed']} passed; {args.rounds} rounds, alternating")
+    print(tabulate(rows, headers=["run", "median s", "rounds"], floatfmt=".2f"))
+    for label, ratio in (("cold / floor", median["cold"] / median["floor"]),
+                         ("warm / floor", median["warm"] / median["floor"]),
+                         ("warm / floor without its reference", median["warm"] / bare)):
+        print(f"{label}: {ratio:.2f}")
+    print(f"goal: warm within {GOAL_RATIO}x the floor and under {GOAL_SECONDS:.0f} s quiet -> "
+          f"{median['warm'] / median['floor']:.2f}x, {median['warm']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
