@@ -85,6 +85,18 @@ def _min_cases(run: Run, minimum: int | None, dtypes: list[str] | None) -> int:
     return EXIT_FAILED
 
 
+def _min_coverage(run: Run, minimum: float | None) -> int:
+    """--min-coverage P: the exit status EXIT_FAILED, with one line, where a backend judged less than P% of its
+    results (the rest unsupported, skipped, unverified or not judged for a fault)."""
+    covered = report.coverage(run)
+    short = [] if minimum is None else [f"{name} {report.coverage_text(*counts)}" for name, counts in covered.items()
+                                        if counts[0] < minimum / 100 * counts[1]]
+    if not short:
+        return EXIT_OK
+    print(f"conformance: --min-coverage {minimum:g}% not met: {', '.join(short)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _manifests(args: argparse.Namespace) -> list[expectations.Manifest]:
     """--expectations FILE...: loaded before anything runs, so a malformed manifest costs no run."""
     return [expectations.load(path) for path in args.expectations or []]
@@ -112,7 +124,9 @@ def _publish(run: Run, args: argparse.Namespace, manifests: list[expectations.Ma
         _require_grad(run)
     _require_backends(run, args.require or [])
     status = _finish(_expect(run, args, manifests), args)
-    return status if status == EXIT_USAGE else max(status, _min_cases(run, args.min_cases, args.dtype))
+    if status == EXIT_USAGE:
+        return status
+    return max(status, _min_cases(run, args.min_cases, args.dtype), _min_coverage(run, args.min_coverage))
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -347,6 +361,16 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage from 0 to 100")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -398,6 +422,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
         sub.add_argument("--require-grad", action="store_true",
                          help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
+        sub.add_argument("--min-coverage", type=_percent, metavar="PERCENT",
+                         help="fail the run where a backend's results judged (passed or failed) are fewer than "
+                              "PERCENT of its results; 100 fails any unsupported, skipped or unverified result")
         sub.add_argument("--require", action="append", metavar="NAME",
                          help="fail the run where this backend is unavailable, instead of skipping it (repeatable; "
                               "run selects it too)")

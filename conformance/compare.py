@@ -9,7 +9,8 @@ import numpy as np
 
 from reference import FLOAT_DTYPES, FORMATS, Expected
 
-from .adapter import PROGRAMMING_ERRORS
+from .adapter import ARITHMETIC_TYPE_ERRORS, PROGRAMMING_ERRORS
+from .rejections import expected_signature, identify
 from .results import Status
 
 
@@ -69,16 +70,31 @@ def agrees_with_printed(value: float, text: str) -> bool:
     return abs(value - printed) <= 0.5 * 10.0**-decimals * (1 + 1e-9)
 
 
-def check_rejection(outcome: Outcome, rule: str) -> Verdict:
-    """A rejection case passes when the backend raises, and fails when it returns anything."""
+def check_rejection(outcome: Outcome, rule: str, backend: Any = None) -> Verdict:
+    """A rejection case passes when the backend raised for `rule` (rejections.identify); an exception whose rule
+    cannot be established is `unverified`, one for another rule, or unlike its convention's, a failure."""
+    expected = f"rejection ({rule})"
     if outcome.error is None:
         return Verdict(Status.FAILED, f"accepted input the specification rejects ({rule}); returned {describe(outcome.value)}",
-                       expected=f"rejection ({rule})", got=describe(outcome.value))
-    if isinstance(outcome.error, PROGRAMMING_ERRORS):
-        return Verdict(Status.ERROR, f"adapter bug, not a rejection: {_raised(outcome.error)}",
-                       expected=f"rejection ({rule})", got=_raised(outcome.error))
-    return Verdict(Status.PASSED, f"rejected: {_raised(outcome.error)}", expected=f"rejection ({rule})",
-                   got=_raised(outcome.error))
+                       expected=expected, got=describe(outcome.value))
+    error, got = outcome.error, _raised(outcome.error)
+    if isinstance(error, PROGRAMMING_ERRORS):
+        return Verdict(Status.ERROR, f"adapter bug, not a rejection: {got}", expected=expected, got=got)
+    found = identify(backend, error)
+    if found.bug:
+        return Verdict(Status.ERROR, f"adapter bug: {found.how}: {got}", expected=expected, got=got)
+    if found.rule == rule:
+        return Verdict(Status.PASSED, f"rejected ({rule}, by {found.how}): {got}", expected=expected, got=got)
+    if found.rule is not None:
+        return Verdict(Status.FAILED, f"rejected for another rule ({found.rule}, by {found.how}), where the case "
+                                      f"breaks {rule}: {got}", expected=expected, got=got)
+    if found.rule is None and isinstance(error, TypeError) and ARITHMETIC_TYPE_ERRORS.search(str(error)):
+        return Verdict(Status.ERROR, f"adapter bug, not a rejection: {got}", expected=expected, got=got)
+    signature = expected_signature(backend, rule)
+    if signature:
+        return Verdict(Status.FAILED, f"rejected with an exception the specification does not raise for {rule} "
+                                      f"({found.how}; expected {signature}): {got}", expected=expected, got=got)
+    return Verdict(Status.UNVERIFIED, f"rejected, reason unverified ({found.how}): {got}", expected=expected, got=got)
 
 
 def check_gradient(outcome: Outcome, wrt: str, expected: Expected, allowed: np.ndarray) -> Verdict:

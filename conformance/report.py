@@ -17,7 +17,8 @@ from xml.etree import ElementTree as ET
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
-from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status, json_safe
+from .results import (EXPECTED, GATE_FAILURES, JUDGED, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status,
+                      json_safe)
 
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1
@@ -58,6 +59,25 @@ def totals(run: Run) -> Counter:
 def ran(run: Run) -> int:
     """Results that executed a backend (everything but skipped and unsupported)."""
     return sum(1 for r in run.results if r.status not in NOT_RUN)
+
+
+def coverage(run: Run) -> dict[str, tuple[int, int]]:
+    """Each backend's results judged (passed or failed) and results specified, the backends with no result left out."""
+    counts: dict[str, list[int]] = {}
+    for result in run.results:
+        judged_specified = counts.setdefault(result.backend, [0, 0])
+        judged_specified[0] += result.status in JUDGED
+        judged_specified[1] += 1
+    return {backend: (judged, specified) for backend, (judged, specified) in counts.items()}
+
+
+def coverage_text(judged: int, specified: int) -> str:
+    return f"{judged}/{specified} ({100 * judged / specified:.1f}%)" if specified else ""
+
+
+def shown_statuses(counts: Counter) -> list[Status]:
+    """The statuses a table shows: unsupported and unverified only where some result has them."""
+    return [s for s in STATUSES if s not in (Status.UNSUPPORTED, Status.UNVERIFIED) or counts[str(s)]]
 
 
 def missing_required(run: Run) -> list[BackendInfo]:
@@ -132,7 +152,7 @@ def _fmt(value: float | None) -> str:
 
 def _closing_line(run: Run) -> str:
     counts = totals(run)
-    line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
+    line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES if s != Status.UNVERIFIED or counts[str(s)])
     expectations = marked(run)
     if expectations:
         line += (f" ({expectations[EXPECTED]} of them expected failures, "
@@ -150,12 +170,14 @@ def _availability(backend: BackendInfo) -> str:
 
 def _tables(run: Run, tablefmt: str) -> list[str]:
     sections = []
-    backend_rows = [[b.name, _availability(b), b.version or b.reason, b.origin] for b in run.backends]
-    sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "from"], tablefmt=tablefmt))
+    covered = coverage(run)
+    backend_rows = [[b.name, _availability(b), b.version or b.reason, coverage_text(*covered.get(b.name, (0, 0))),
+                     b.origin] for b in run.backends]
+    sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "coverage", "from"],
+                             tablefmt=tablefmt))
     rows = summary(run)
     if rows:
-        # The unsupported column shows only where some backend lacks a gradient capability.
-        statuses = [s for s in STATUSES if s != Status.UNSUPPORTED or any(r[str(s)] for r in rows)]
+        statuses = shown_statuses(totals(run))
         # the expectation columns show only where a manifest marked some result
         marks = [m for m in (EXPECTED, UNEXPECTED_PASS) if any(r[m] for r in rows)]
         table = [[r["backend"], r["op"], r["dtype"], checked(r["wrt"]), r["ran"], *(r[str(s)] for s in statuses),
@@ -224,6 +246,8 @@ def render_json(run: Run) -> str:
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "expectations": expectation_counts(run),
         "summary": summary(run),
+        "coverage": [{"backend": backend, "judged": judged, "specified": specified}
+                     for backend, (judged, specified) in coverage(run).items()],
         "results": [r.to_dict() for r in run.results],
         **({"shard": asdict(run.shard)} if run.shard is not None else {}),
     }

@@ -183,8 +183,8 @@ def test_require_grad_turns_unsupported_into_failures(capsys):
     assert code == 1
     report = json.loads(out)
     assert report["totals"] == {"passed": 0, "failed": 8, "error": 0, "crashed": 0, "timeout": 0, "skipped": 0,
-                                "unsupported": 0}
-    assert report["results"][0]["message"] == ("loss-only has no gradient capability for bce (bce_grad); "
+                                "unsupported": 0, "unverified": 0}
+    assert report["results"][0]["message"] == ("loss-only lacks grad.bce: no gradient capability for bce (bce_grad); "
                                                "--require-grad makes this a failure")
     code, _, _ = run(capsys, "run", "--backend", "numpy", *GRAD_DOC, "--require-grad")
     assert code == 0
