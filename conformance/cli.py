@@ -18,7 +18,17 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import diff, expectations, journal, registry, report, runner, saved, shards
+from . import (
+    diff,
+    expectations,
+    journal,
+    named,
+    registry,
+    report,
+    runner,
+    saved,
+    shards,
+)
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
@@ -112,7 +122,7 @@ def _expect(run: Run, args: argparse.Namespace, manifests: list[expectations.Man
         print(f"conformance: wrote {len(manifests[-1].entries)} expectations to {update}", file=sys.stderr)
     if not manifests:
         return run
-    run, warnings = expectations.apply(run, manifests, args.strict_expectations)
+    run, warnings = expectations.apply(run, manifests, args.strict_expectations, getattr(args, "unselected", ()))
     for warning in warnings:
         print(f"conformance: warning: {warning}", file=sys.stderr)
     return run
@@ -208,6 +218,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     previous = {r.key: r for r in journal.read(args.resume).results} if args.resume is not None else {}
     manifests = _manifests(args)
     cases = _select_cases(args.cases, args.k)
+    # the cases -k or the shard leave out: manifest entries about them only are not worth a warning each
+    everything = {case.id for case in (load_cases(args.cases) if manifests and args.k else cases)}
     shard = None
     if args.shard is not None:
         selected = len(cases)
@@ -215,6 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cases:
             print(f"conformance: shard {args.shard[0]}/{args.shard[1]} holds none of the {selected} cases selected",
                   file=sys.stderr)
+    args.unselected = everything - {case.id for case in cases}
     entries = registry.select(args.backend)
     if args.update_expectations is not None and len(entries) != 1:
         raise ConfigError(f"{args.update_expectations}: --update-expectations records one backend's manifest; "
@@ -408,8 +421,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def expecting(sub: argparse.ArgumentParser, update: bool) -> None:
         group = sub.add_mutually_exclusive_group()
-        group.add_argument("--expectations", action="append", type=Path, metavar="FILE",
-                           help="an expectations manifest: the deviations a backend accepts (repeatable)")
+        group.add_argument("--expectations", action="append", type=named.manifest, metavar="FILE|NAME",
+                           help="an expectations manifest: the deviations a backend accepts (repeatable); a file, "
+                                "or a built-in backend's name for its shipped manifest")
         if update:
             group.add_argument("--update-expectations", type=Path, metavar="FILE",
                                help="write this run's failures (one backend) to FILE as a starting manifest, "

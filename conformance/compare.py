@@ -140,6 +140,7 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
         ulps = err / fmt.spacing(np.where(both_finite, e, 0.0))
     ratio = np.where(nan_mismatch | inf_mismatch, np.inf, ratio)
     ulps = np.where(nan_mismatch | inf_mismatch, np.inf, ulps)
+    err = np.where(nan_mismatch | inf_mismatch, np.inf, err)  # a wrong infinity or NaN is no error of 0
 
     if got.size == 0:
         return Verdict(Status.PASSED, "empty result, as expected", expected=want, got=describe(got))
@@ -158,7 +159,11 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
         elif nan_mismatch[worst] or inf_mismatch[worst]:
             detail = f"got {stats['got']}, expected {stats['expected']}{where}"
         else:
-            detail = (f"greatest error {float(err[worst]):.3g} ({float(ulps[worst]):.3g} ulp){where}: "
-                      f"got {stats['got']}, expected {stats['expected']}, allowed {stats['allowed']:.3g}")
+            detail = (f"error {float(err[worst]):.3g} ({float(ulps[worst]):.3g} ulp), the most beyond its allowance"
+                      f"{where}: got {stats['got']}, expected {stats['expected']}, allowed {stats['allowed']:.3g}")
+            largest = np.unravel_index(int(np.argmax(err)), err.shape)
+            if err[largest] > err[worst]:  # the error column shows the largest error: say where it is
+                detail += f"; the largest error, {float(err[largest]):.3g}, is" + (
+                    f" at index {tuple(int(i) for i in largest)}" if g.ndim else "")
         return Verdict(Status.FAILED, f"{count} / {g.size} elements differ; {detail}", **stats)
     return Verdict(Status.PASSED, "", **stats)

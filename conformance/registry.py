@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -87,8 +89,10 @@ def plugins() -> list[Entry]:
 
 
 def from_spec(spec: str) -> list[Entry]:
-    """Load 'package.module:attr'."""
+    """Load 'package.module:attr', the working directory on the import path as `python -m` puts it."""
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         obj = getattr(importlib.import_module(module_name), attr)
     except Exception as exc:

@@ -42,14 +42,34 @@ def _display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def rerun_command(result: Result, selector: str) -> str:
-    """The command that reruns just this result; `selector` is the `--backend` argument of its backend."""
+VERDICT_OPTIONS = {"--timeout": True, "--memory-limit": True, "--expectations": True, "--no-isolation": False,
+                   "--strict-expectations": False, "--require-grad": False}
+"""The options of `run` that change a verdict, and whether each takes a value: a rerun command repeats them."""
+
+
+def verdict_options(command: str) -> list[str]:
+    """The verdict-affecting options (VERDICT_OPTIONS) of a run's command line, in order."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # a hand-edited results file: nothing to repeat
+        return []
+    kept: list[str] = []
+    for number, word in enumerate(words):
+        name = word.split("=", 1)[0]
+        if name in VERDICT_OPTIONS:
+            takes = VERDICT_OPTIONS[name] and "=" not in word and number + 1 < len(words)
+            kept += [word, words[number + 1]] if takes else [word]
+    return kept
+
+
+def rerun_command(result: Result, selector: str, command: str = "") -> str:
+    """The command that reruns just this result; `selector` is the `--backend` argument of its backend, and the
+    options of the run's `command` that affect a verdict come along."""
     if result.rerun:
         return result.rerun
     path = _display_path(result.source.rsplit(":", 1)[0])
-    return ("python -m conformance run "
-            f"--cases {shlex.quote(path)} --backend {shlex.quote(selector)} --dtype {result.dtype} "
-            f"-k {shlex.quote('^' + re.escape(result.case_id) + '$')}")
+    return shlex.join(["python", "-m", "conformance", "run", "--cases", path, "--backend", selector, "--dtype",
+                       result.dtype, "-k", "^" + re.escape(result.case_id) + "$", *verdict_options(command)])
 
 
 def totals(run: Run) -> Counter:
@@ -69,6 +89,12 @@ def coverage(run: Run) -> dict[str, tuple[int, int]]:
         judged_specified[0] += result.status in JUDGED
         judged_specified[1] += 1
     return {backend: (judged, specified) for backend, (judged, specified) in counts.items()}
+
+
+def coverage_rows(run: Run) -> list[dict[str, Any]]:
+    """The `coverage` array of a JSON report."""
+    return [{"backend": backend, "judged": judged, "specified": specified}
+            for backend, (judged, specified) in coverage(run).items()]
 
 
 def coverage_text(judged: int, specified: int) -> str:
@@ -152,7 +178,7 @@ def _fmt(value: float | None) -> str:
 
 def _closing_line(run: Run) -> str:
     counts = totals(run)
-    line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES if s != Status.UNVERIFIED or counts[str(s)])
+    line = ", ".join(f"{counts[str(s)]} {s}" for s in STATUSES)
     expectations = marked(run)
     if expectations:
         line += (f" ({expectations[EXPECTED]} of them expected failures, "
@@ -200,8 +226,12 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
         sections.append(tabulate(failure_rows, headers=headers, tablefmt=tablefmt, maxcolwidths=[None] * 9 + [70]))
         selectors = {b.name: b.selector for b in run.backends}
         # a gradient case's results share one command
-        commands = dict.fromkeys(rerun_command(r, selectors.get(r.backend, r.backend)) for r in bad)
+        commands = dict.fromkeys(rerun_command(r, selectors.get(r.backend, r.backend), run.command) for r in bad)
         sections.append("Rerun one:\n" + "\n".join(f"  {command}" for command in commands))
+        stateful = [b.name for b in run.backends if b.stateful and any(r.backend == b.name for r in bad)]
+        if stateful:
+            sections.append(f"{', '.join(stateful)} declares itself stateful: a failure may depend on the calls "
+                            f"that ran before it in the same worker, and may pass when rerun alone.")
     sections.append(_closing_line(run))
     return sections
 
@@ -237,6 +267,7 @@ def environment() -> dict[str, Any]:
 
 
 def render_json(run: Run) -> str:
+    selectors = {b.name: b.selector for b in run.backends}
     document = {
         "format": "bce-conformance-report",
         "version": REPORT_VERSION,
@@ -246,9 +277,9 @@ def render_json(run: Run) -> str:
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "expectations": expectation_counts(run),
         "summary": summary(run),
-        "coverage": [{"backend": backend, "judged": judged, "specified": specified}
-                     for backend, (judged, specified) in coverage(run).items()],
-        "results": [r.to_dict() for r in run.results],
+        "coverage": coverage_rows(run),
+        "results": [{**r.to_dict(), "rerun": rerun_command(r, selectors.get(r.backend, r.backend), run.command)}
+                    for r in run.results],
         **({"shard": asdict(run.shard)} if run.shard is not None else {}),
     }
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
@@ -290,9 +321,11 @@ def render_junit(run: Run) -> str:
             if r.expectation == EXPECTED:  # as pytest writes an xfail
                 ET.SubElement(case, "skipped", type="pytest.xfail", message=r.message)
             elif r.status == Status.FAILED:
-                ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r, info.selector)
+                ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(
+                    r, info.selector, run.command)
             elif r.status in GATE_FAILURES:
-                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(r, info.selector)
+                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(
+                    r, info.selector, run.command)
             elif r.status in NOT_RUN:
                 ET.SubElement(case, "skipped", message=r.message)
     ET.indent(root)

@@ -103,6 +103,7 @@ class BackendInfo:
     gradients: tuple[str, ...] = ()  # the ops it differentiates
     device: str = ""  # where it computes (the adapter's optional `device`), "" where it does not say
     required: bool = False  # --require: being unavailable fails the run instead of skipping the backend
+    stateful: bool = False  # the adapter's optional `stateful`: a result may depend on the calls before it
 
     @property
     def selector(self) -> str:

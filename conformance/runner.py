@@ -65,7 +65,7 @@ def _inspect(entry: Entry) -> BackendInfo:
         return BackendInfo(entry.name, entry.origin, False, f"availability check raised {type(exc).__name__}: {exc}")
     gradients = tuple(op for op in GRADIENT_METHODS if supports_grad(backend, op))
     return BackendInfo(entry.name, entry.origin, availability.available, availability.reason, version,
-                       tuple(sorted(backend.dtypes)), gradients, device)
+                       tuple(sorted(backend.dtypes)), gradients, device, stateful=bool(getattr(backend, "stateful", False)))
 
 
 def inspect(entries: Iterable[Entry]) -> list[BackendInfo]:
