@@ -27,6 +27,13 @@ ARITHMETIC_TYPE_ERRORS = re.compile(
     r"required positional argument|unexpected keyword argument|positional arguments? but")
 """The first lines of TypeErrors that Python raises for a bug in the adapter's own code, never for a rejection."""
 
+
+def adapter_bug(error: BaseException) -> bool:
+    """Whether the exception reveals a bug in the adapter (PROGRAMMING_ERRORS, or Python's arithmetic or calling
+    TypeErrors) rather than the library's answer to its arguments."""
+    return isinstance(error, PROGRAMMING_ERRORS) or (
+        isinstance(error, TypeError) and ARITHMETIC_TYPE_ERRORS.search(str(error)) is not None)
+
 OPS = ("bce", "bce_with_logits", "sigmoid")
 """The adapter methods that compute; an adapter may lack some (None, or absent)."""
 FEATURES = frozenset({

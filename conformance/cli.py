@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import re
 import shlex
 import signal
@@ -22,6 +23,7 @@ from . import (
     diff,
     expectations,
     journal,
+    matrix,
     named,
     registry,
     report,
@@ -323,6 +325,50 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return status if status == EXIT_USAGE else max(status, _min_cases(merged.run, args.min_cases, list(merged.dtypes)))
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """Run every available backend (or read --from reports) and write the matrix as Markdown and HTML."""
+    areas = matrix.load_areas()
+    if args.sources:
+        documents = [saved.load(path) for path in args.sources]
+    else:
+        run = runner.run(load_cases(args.cases), registry.select(args.backend), progress=args.progress,
+                         isolation=_isolation(args))
+        available = {b.name for b in run.backends if b.available}
+        manifests = [expectations.load(path) for name, path in named.shipped_manifests().items() if name in available]
+        run, warnings = expectations.apply(run, manifests)
+        for warning in warnings:
+            print(f"conformance: warning: {warning}", file=sys.stderr)
+        run.command = _command_line(args)
+        documents = [json.loads(report.render_json(run))]
+        if args.report is not None:
+            _write(report.render_json(run), args.report)
+    built = matrix.build(documents, areas)
+    _write(matrix.render_markdown(built), args.output_dir / "matrix.md")
+    _write(matrix.render_html(built), args.output_dir / "matrix.html")
+    print(f"conformance: wrote {args.output_dir / 'matrix.md'} and {args.output_dir / 'matrix.html'} "
+          f"({len(built.backends)} backends x {len(areas)} areas)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _register_matrix(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("matrix", help="per backend x area: pass rate and classes of deviation, as Markdown "
+                                             "and one self-contained HTML page")
+    sub.add_argument("--from", dest="sources", nargs="+", type=Path, metavar="REPORT",
+                     help="render these JSON reports (or results files), e.g. one per framework environment, "
+                          "instead of running")
+    sub.add_argument("--backend", action="append", metavar="NAME",
+                     help="backend name or package.module:attr (repeatable; default: every built-in backend)")
+    sub.add_argument("--cases", action="append", type=Path, metavar="PATH", help="case file or folder (repeatable)")
+    sub.add_argument("--report", type=Path, metavar="FILE", help="also write the run's JSON report here")
+    sub.add_argument("--output-dir", type=Path, default=Path("matrix"), metavar="DIR",
+                     help="where matrix.md and matrix.html go (default: ./matrix)")
+    sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar (default: only on a terminal)")
+    sub.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
+                     help="run backend calls in worker processes (default)")
+    sub.set_defaults(handler=cmd_matrix, timeout=None, memory_limit=None)
+
+
 def _register_merge(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("merge", help="merge the reports of the shards of a run (run --shard K/N)")
     sub.add_argument("files", type=Path, nargs="+", metavar="FILE",
@@ -503,6 +549,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _register_diff(commands)
     _register_merge(commands)
+    _register_matrix(commands)
 
     from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
     register_accuracy(commands)

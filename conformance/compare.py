@@ -9,7 +9,7 @@ import numpy as np
 
 from reference import FLOAT_DTYPES, FORMATS, Expected
 
-from .adapter import ARITHMETIC_TYPE_ERRORS, PROGRAMMING_ERRORS
+from .adapter import adapter_bug
 from .rejections import expected_signature, identify
 from .results import Status
 
@@ -78,7 +78,7 @@ def check_rejection(outcome: Outcome, rule: str, backend: Any = None) -> Verdict
         return Verdict(Status.FAILED, f"accepted input the specification rejects ({rule}); returned {describe(outcome.value)}",
                        expected=expected, got=describe(outcome.value))
     error, got = outcome.error, _raised(outcome.error)
-    if isinstance(error, PROGRAMMING_ERRORS):
+    if adapter_bug(error):
         return Verdict(Status.ERROR, f"adapter bug, not a rejection: {got}", expected=expected, got=got)
     found = identify(backend, error)
     if found.bug:
@@ -88,8 +88,6 @@ def check_rejection(outcome: Outcome, rule: str, backend: Any = None) -> Verdict
     if found.rule is not None:
         return Verdict(Status.FAILED, f"rejected for another rule ({found.rule}, by {found.how}), where the case "
                                       f"breaks {rule}: {got}", expected=expected, got=got)
-    if found.rule is None and isinstance(error, TypeError) and ARITHMETIC_TYPE_ERRORS.search(str(error)):
-        return Verdict(Status.ERROR, f"adapter bug, not a rejection: {got}", expected=expected, got=got)
     signature = expected_signature(backend, rule)
     if signature:
         return Verdict(Status.FAILED, f"rejected with an exception the specification does not raise for {rule} "
@@ -116,7 +114,7 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
     """A value case passes when dtype, shape, NaN and infinities match and every finite error is within `allowed`."""
     want = f"{expected.dtype} of shape {expected.value.shape}"
     if outcome.error is not None:
-        status = Status.ERROR if isinstance(outcome.error, PROGRAMMING_ERRORS) else Status.FAILED
+        status = Status.ERROR if adapter_bug(outcome.error) else Status.FAILED
         return Verdict(status, f"raised on input the specification accepts: {_raised(outcome.error)}",
                        expected=want, got=_raised(outcome.error))
     got = outcome.value
