@@ -70,10 +70,15 @@ def agrees_with_printed(value: float, text: str) -> bool:
     return abs(value - printed) <= 0.5 * 10.0**-decimals * (1 + 1e-9)
 
 
+def expected_rejection(rule: str | None) -> str:
+    """What a result of a rejection case expects (its `expected`); "" for a value case."""
+    return f"rejection ({rule})" if rule else ""
+
+
 def check_rejection(outcome: Outcome, rule: str, backend: Any = None) -> Verdict:
     """A rejection case passes when the backend raised for `rule` (rejections.identify); an exception whose rule
     cannot be established is `unverified`, one for another rule, or unlike its convention's, a failure."""
-    expected = f"rejection ({rule})"
+    expected = expected_rejection(rule)
     if outcome.error is None:
         return Verdict(Status.FAILED, f"accepted input the specification rejects ({rule}); returned {describe(outcome.value)}",
                        expected=expected, got=describe(outcome.value))

@@ -42,7 +42,7 @@ def _display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-VERDICT_OPTIONS = {"--timeout": True, "--memory-limit": True, "--expectations": True, "--no-isolation": False,
+VERDICT_OPTIONS = {"--timeout": True, "--memory-limit": True, "--expectations": True,
                    "--strict-expectations": False, "--require-grad": False}
 """The options of `run` that change a verdict, and whether each takes a value: a rerun command repeats them."""
 

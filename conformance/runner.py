@@ -135,11 +135,12 @@ def _build(case: Case, dtype: str) -> tuple[Inputs | None, dict[str | None, _Spe
     return inputs, _specify(case, inputs, dtype)
 
 
-def _unsupported(backend: Backend, error: BaseException | None) -> Verdict | None:
+def _unsupported(backend: Backend, error: BaseException | None, spec: _Specified) -> Verdict | None:
     """`Unsupported` raised by the adapter, or a NotImplementedError it does not map to a rejection rule."""
     if isinstance(error, Unsupported) or (isinstance(error, NotImplementedError)
                                           and rejections.identify(backend, error).rule is None):
-        return Verdict(Status.UNSUPPORTED, f"{type(error).__name__}: {error}".rstrip(": "))
+        return Verdict(Status.UNSUPPORTED, f"{type(error).__name__}: {error}".rstrip(": "),
+                       expected=compare.expected_rejection(spec.reject))
     return None
 
 
@@ -147,7 +148,7 @@ def _judge(spec: _Specified, execution: Execution, wrt: str | None, backend: Bac
     if execution.fault is not None:
         return execution.fault
     assert execution.outcome is not None
-    unsupported = _unsupported(backend, execution.outcome.error)
+    unsupported = _unsupported(backend, execution.outcome.error, spec)
     if unsupported is not None:
         return unsupported
     if execution.modified is not None:
@@ -266,7 +267,8 @@ def run(
                     settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
                 elif (reason := lacking(lacks[index], needed_features(case.op, case.inputs, case.reduction,
                                                                         bool(case.grad)))) is not None:
-                    verdict = Verdict(Status.UNSUPPORTED, f"{entry.name} lacks {reason}")
+                    verdict = Verdict(Status.UNSUPPORTED, f"{entry.name} lacks {reason}",
+                                      expected=compare.expected_rejection(case.reject))
                     settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
                 elif inputs is None or any(spec.error is not None for spec in specs.values()):
                     settle_call(first, entry, case, dtype,
