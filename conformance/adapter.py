@@ -2,19 +2,60 @@
 
 Arrays travel as NumPy arrays in the dtype under test (bfloat16 as `ml_dtypes.bfloat16`), and
 results come back the same way: a NumPy array (0-d for a reduction) of the output dtype.
-An adapter rejects invalid arguments by raising (ValueError, RuntimeError, TypeError, ...).
-Gradients are an optional capability (`GradientBackend`): an adapter without them is reported
-as unsupported on gradient cases.
+An adapter rejects invalid arguments by raising: `Rejected(rule)` names the rule broken; any other
+exception is matched to a rule by the adapter's `rejection_rule` hook or its `rejection_convention`
+(conformance/rejections.py).
+
+Capabilities: what an adapter does not implement is `unsupported`, never a pass or a failure. It says so
+by setting an op to None (or leaving it out), by leaving out a gradient method (`GradientBackend`), by
+declaring `unsupported = {feature: reason}` (FEATURES), or by raising `Unsupported(reason)` from a call.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-PROGRAMMING_ERRORS = (AttributeError, NameError, ImportError, SyntaxError, AssertionError, RecursionError)
+PROGRAMMING_ERRORS = (AttributeError, NameError, ImportError, SyntaxError, AssertionError, RecursionError, KeyError,
+                      IndexError)
 """Exceptions that reveal a bug in an adapter rather than a rejection of the arguments."""
+
+ARITHMETIC_TYPE_ERRORS = re.compile(
+    r"unsupported operand type|can't multiply|can only concatenate|not subscriptable|is not callable|has no len\(\)|"
+    r"required positional argument|unexpected keyword argument|positional arguments? but")
+"""The first lines of TypeErrors that Python raises for a bug in the adapter's own code, never for a rejection."""
+
+
+def adapter_bug(error: BaseException) -> bool:
+    """Whether the exception reveals a bug in the adapter (PROGRAMMING_ERRORS, or Python's arithmetic or calling
+    TypeErrors) rather than the library's answer to its arguments."""
+    return isinstance(error, PROGRAMMING_ERRORS) or (
+        isinstance(error, TypeError) and ARITHMETIC_TYPE_ERRORS.search(str(error)) is not None)
+
+OPS = ("bce", "bce_with_logits", "sigmoid")
+"""The adapter methods that compute; an adapter may lack some (None, or absent)."""
+FEATURES = frozenset({
+    *OPS, "bce.weight", "bce_with_logits.weight", "bce_with_logits.pos_weight",
+    "reduction.none", "reduction.mean", "reduction.sum", "grad.bce", "grad.bce_with_logits",
+})
+"""What an adapter's `unsupported` declaration may name: an op, an op's optional argument, a reduction, a gradient."""
+
+
+class Unsupported(Exception):
+    """Raised by an adapter for a call it does not implement: the result is `unsupported`, with this reason."""
+
+
+class Rejected(Exception):
+    """Raised by an adapter that rejects its arguments for `rule`, one of the rules of data/rejection-rules.yaml."""
+
+    def __init__(self, rule: str, message: str = "") -> None:
+        super().__init__(rule, message)
+        self.rule, self.message = rule, message
+
+    def __str__(self) -> str:
+        return self.message or self.rule
 
 
 @dataclass(frozen=True)
@@ -88,6 +129,50 @@ GRADIENT_METHODS = {"bce": "bce_grad", "bce_with_logits": "bce_with_logits_grad"
 
 def supports_grad(backend: Backend, op: str) -> bool:
     return callable(getattr(backend, GRADIENT_METHODS.get(op, ""), None))
+
+
+def declared_unsupported(backend: object) -> dict[str, str]:
+    """The adapter's `unsupported` declaration, checked: TypeError or ValueError names what is wrong with it."""
+    declared = getattr(backend, "unsupported", None) or {}
+    if not isinstance(declared, Mapping):
+        raise TypeError(f"`unsupported` must map features to reasons, not {type(declared).__name__}")
+    unknown = sorted(str(name) for name in declared if name not in FEATURES)
+    if unknown:
+        raise ValueError(f"`unsupported` names unknown feature {unknown[0]!r}; known: {', '.join(sorted(FEATURES))}")
+    blank = sorted(name for name, reason in declared.items() if not isinstance(reason, str) or not reason.strip())
+    if blank:
+        raise ValueError(f"`unsupported` gives no reason for {blank[0]!r}")
+    return dict(declared)
+
+
+def missing_features(backend: Backend) -> dict[str, str]:
+    """Each feature the adapter lacks, with the reason: its declaration, ops it lacks, gradient methods it lacks."""
+    missing = declared_unsupported(backend)
+    for op in OPS:
+        if not callable(getattr(backend, op, None)):
+            missing.setdefault(op, f"the adapter has no {op}")
+    for op, method in GRADIENT_METHODS.items():
+        if not supports_grad(backend, op):
+            missing.setdefault(f"grad.{op}", f"no gradient capability for {op} ({method})")
+    return missing
+
+
+def needed_features(op: str, arguments: Collection[str], reduction: Any, grad: bool) -> list[str]:
+    """The features a call uses: its ops, the optional arguments it passes, its reduction, its gradient."""
+    base = "bce" if op == "sigmoid_bce" else op
+    needed = ["sigmoid", "bce"] if op == "sigmoid_bce" else [op]
+    needed += [f"{base}.{name}" for name in ("weight", "pos_weight") if name in arguments]
+    if isinstance(reduction, str) and f"reduction.{reduction}" in FEATURES:
+        needed.append(f"reduction.{reduction}")
+    if grad:
+        needed.append(f"grad.{op}")
+    return needed
+
+
+def lacking(missing: Mapping[str, str], needed: Sequence[str]) -> str | None:
+    """Why a call that uses `needed` is unsupported, given `missing_features`; None when the adapter has them all."""
+    reasons = [f"{feature}: {missing[feature]}" for feature in needed if feature in missing]
+    return "; ".join(reasons) or None
 
 
 def call(backend: Backend, op: str, tensors: Mapping[str, np.ndarray], reduction: Any) -> Any:

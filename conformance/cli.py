@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import re
 import shlex
 import signal
@@ -18,7 +19,7 @@ from tabulate import tabulate
 
 from reference import FLOAT_DTYPES, OPS
 
-from . import diff, distributed, expectations, journal, registry, report, runner, saved, shards
+from . import diff, distributed, expectations, journal, matrix, named, registry, report, runner, saved, shards
 from .cache import ENV as CACHE_ENV
 from .cache import Cache
 from .case import Case
@@ -87,6 +88,18 @@ def _min_cases(run: Run, minimum: int | None, dtypes: list[str] | None) -> int:
     return EXIT_FAILED
 
 
+def _min_coverage(run: Run, minimum: float | None) -> int:
+    """--min-coverage P: the exit status EXIT_FAILED, with one line, where a backend judged less than P% of its
+    results (the rest unsupported, skipped, unverified or not judged for a fault)."""
+    covered = report.coverage(run)
+    short = [] if minimum is None else [f"{name} {report.coverage_text(*counts)}" for name, counts in covered.items()
+                                        if counts[0] < minimum / 100 * counts[1]]
+    if not short:
+        return EXIT_OK
+    print(f"conformance: --min-coverage {minimum:g}% not met: {', '.join(short)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _manifests(args: argparse.Namespace) -> list[expectations.Manifest]:
     """--expectations FILE...: loaded before anything runs, so a malformed manifest costs no run."""
     return [expectations.load(path) for path in args.expectations or []]
@@ -102,7 +115,7 @@ def _expect(run: Run, args: argparse.Namespace, manifests: list[expectations.Man
         print(f"conformance: wrote {len(manifests[-1].entries)} expectations to {update}", file=sys.stderr)
     if not manifests:
         return run
-    run, warnings = expectations.apply(run, manifests, args.strict_expectations)
+    run, warnings = expectations.apply(run, manifests, args.strict_expectations, getattr(args, "unselected", ()))
     for warning in warnings:
         print(report.printable(f"conformance: warning: {warning}"), file=sys.stderr)
     return run
@@ -114,7 +127,9 @@ def _publish(run: Run, args: argparse.Namespace, manifests: list[expectations.Ma
         _require_grad(run)
     _require_backends(run, args.require or [])
     status = _finish(_expect(run, args, manifests), args)
-    return status if status == EXIT_USAGE else max(status, _min_cases(run, args.min_cases, args.dtype))
+    if status == EXIT_USAGE:
+        return status
+    return max(status, _min_cases(run, args.min_cases, args.dtype), _min_coverage(run, args.min_coverage))
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -201,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     previous = journal.previous(args.resume) if args.resume is not None else {}
     manifests = _manifests(args)
     cases = _select_cases(args.cases, args.k)
+    # the cases -k or the shard leave out: manifest entries about them only are not worth a warning each
+    everything = {case.id for case in (load_cases(args.cases) if manifests and args.k else cases)}
     shard = None
     if args.shard is not None:
         selected = len(cases)
@@ -208,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cases:
             print(f"conformance: shard {args.shard[0]}/{args.shard[1]} holds none of the {selected} cases selected",
                   file=sys.stderr)
+    args.unselected = everything - {case.id for case in cases}
     entries = registry.select(args.backend)
     if args.update_expectations is not None and len(entries) != 1:
         raise ConfigError(f"{args.update_expectations}: --update-expectations records one backend's manifest; "
@@ -327,6 +345,48 @@ def _register_cache(commands: argparse._SubParsersAction) -> None:
                                             "or empty it (clear)")
     sub.add_argument("action", choices=["info", "clear"])
     sub.set_defaults(handler=cmd_cache)
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """Run every available backend (or read --from reports) and write the matrix as Markdown and HTML."""
+    areas = matrix.load_areas()
+    if args.sources:
+        documents = [saved.load(path) for path in args.sources]
+    else:
+        run = runner.run(load_cases(args.cases), registry.select(args.backend), progress=args.progress,
+                         isolation=_isolation(args))
+        available = {b.name for b in run.backends if b.available}
+        manifests = [expectations.load(path) for name, path in named.shipped_manifests().items() if name in available]
+        run, warnings = expectations.apply(run, manifests)
+        for warning in warnings:
+            print(f"conformance: warning: {warning}", file=sys.stderr)
+        run.command = _command_line(args)
+        documents = [json.loads(report.render_json(run))]
+        if args.report is not None:
+            _write(report.render_json(run), args.report)
+    built = matrix.build(documents, areas)
+    _write(matrix.render_markdown(built), args.output_dir / "matrix.md")
+    _write(matrix.render_html(built), args.output_dir / "matrix.html")
+    print(f"conformance: wrote {args.output_dir / 'matrix.md'} and {args.output_dir / 'matrix.html'} "
+          f"({len(built.backends)} backends x {len(areas)} areas)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _register_matrix(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("matrix", help="per backend x area: pass rate and classes of deviation, as Markdown "
+                                             "and one self-contained HTML page")
+    sub.add_argument("--from", dest="sources", nargs="+", type=Path, metavar="REPORT",
+                     help="render these JSON reports (or results files), e.g. one per framework environment, "
+                          "instead of running")
+    sub.add_argument("--backend", action="append", metavar="NAME",
+                     help="backend name or package.module:attr (repeatable; default: every built-in backend)")
+    sub.add_argument("--cases", action="append", type=Path, metavar="PATH", help="case file or folder (repeatable)")
+    sub.add_argument("--report", type=Path, metavar="FILE", help="also write the run's JSON report here")
+    sub.add_argument("--output-dir", type=Path, default=Path("matrix"), metavar="DIR",
+                     help="where matrix.md and matrix.html go (default: ./matrix)")
+    sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar (default: only on a terminal)")
+    sub.add_argument("--isolation", action=argparse.BooleanOptionalAction, default=True,
+                     help="run backend calls in worker processes (default)")
+    sub.set_defaults(handler=cmd_matrix, timeout=None, memory_limit=None)
 
 
 def _register_merge(commands: argparse._SubParsersAction) -> None:
@@ -380,6 +440,16 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage from 0 to 100")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -417,8 +487,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def expecting(sub: argparse.ArgumentParser, update: bool) -> None:
         group = sub.add_mutually_exclusive_group()
-        group.add_argument("--expectations", action="append", type=Path, metavar="FILE",
-                           help="an expectations manifest: the deviations a backend accepts (repeatable)")
+        group.add_argument("--expectations", action="append", type=named.manifest, metavar="FILE|NAME",
+                           help="an expectations manifest: the deviations a backend accepts (repeatable); a file, "
+                                "or a built-in backend's name for its shipped manifest")
         if update:
             group.add_argument("--update-expectations", type=Path, metavar="FILE",
                                help="write this run's failures (one backend) to FILE as a starting manifest, "
@@ -431,6 +502,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
         sub.add_argument("--require-grad", action="store_true",
                          help="fail gradient cases a backend cannot differentiate (default: reported as unsupported)")
+        sub.add_argument("--min-coverage", type=_percent, metavar="PERCENT",
+                         help="fail the run where a backend's results judged (passed or failed) are fewer than "
+                              "PERCENT of its results; 100 fails any unsupported, skipped or unverified result")
         sub.add_argument("--require", action="append", metavar="NAME",
                          help="fail the run where this backend is unavailable, instead of skipping it (repeatable; "
                               "run selects it too)")
@@ -503,6 +577,7 @@ def _parser() -> argparse.ArgumentParser:
     _register_diff(commands)
     _register_merge(commands)
     _register_cache(commands)
+    _register_matrix(commands)
 
     from .accuracy.command import register as register_accuracy  # the accuracy atlas: conformance/accuracy/
     register_accuracy(commands)

@@ -9,7 +9,8 @@ import numpy as np
 
 from reference import FLOAT_DTYPES, FORMATS, Expected
 
-from .adapter import PROGRAMMING_ERRORS
+from .adapter import adapter_bug
+from .rejections import expected_signature, identify
 from .results import Status
 
 
@@ -69,16 +70,34 @@ def agrees_with_printed(value: float, text: str) -> bool:
     return abs(value - printed) <= 0.5 * 10.0**-decimals * (1 + 1e-9)
 
 
-def check_rejection(outcome: Outcome, rule: str) -> Verdict:
-    """A rejection case passes when the backend raises, and fails when it returns anything."""
+def expected_rejection(rule: str | None) -> str:
+    """What a result of a rejection case expects (its `expected`); "" for a value case."""
+    return f"rejection ({rule})" if rule else ""
+
+
+def check_rejection(outcome: Outcome, rule: str, backend: Any = None) -> Verdict:
+    """A rejection case passes when the backend raised for `rule` (rejections.identify); an exception whose rule
+    cannot be established is `unverified`, one for another rule, or unlike its convention's, a failure."""
+    expected = expected_rejection(rule)
     if outcome.error is None:
         return Verdict(Status.FAILED, f"accepted input the specification rejects ({rule}); returned {describe(outcome.value)}",
-                       expected=f"rejection ({rule})", got=describe(outcome.value))
-    if isinstance(outcome.error, PROGRAMMING_ERRORS):
-        return Verdict(Status.ERROR, f"adapter bug, not a rejection: {_raised(outcome.error)}",
-                       expected=f"rejection ({rule})", got=_raised(outcome.error))
-    return Verdict(Status.PASSED, f"rejected: {_raised(outcome.error)}", expected=f"rejection ({rule})",
-                   got=_raised(outcome.error))
+                       expected=expected, got=describe(outcome.value))
+    error, got = outcome.error, _raised(outcome.error)
+    if adapter_bug(error):
+        return Verdict(Status.ERROR, f"adapter bug, not a rejection: {got}", expected=expected, got=got)
+    found = identify(backend, error)
+    if found.bug:
+        return Verdict(Status.ERROR, f"adapter bug: {found.how}: {got}", expected=expected, got=got)
+    if found.rule == rule:
+        return Verdict(Status.PASSED, f"rejected ({rule}, by {found.how}): {got}", expected=expected, got=got)
+    if found.rule is not None:
+        return Verdict(Status.FAILED, f"rejected for another rule ({found.rule}, by {found.how}), where the case "
+                                      f"breaks {rule}: {got}", expected=expected, got=got)
+    signature = expected_signature(backend, rule)
+    if signature:
+        return Verdict(Status.FAILED, f"rejected with an exception the specification does not raise for {rule} "
+                                      f"({found.how}; expected {signature}): {got}", expected=expected, got=got)
+    return Verdict(Status.UNVERIFIED, f"rejected, reason unverified ({found.how}): {got}", expected=expected, got=got)
 
 
 def check_gradient(outcome: Outcome, wrt: str, expected: Expected, allowed: np.ndarray) -> Verdict:
@@ -100,7 +119,7 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
     """A value case passes when dtype, shape, NaN and infinities match and every finite error is within `allowed`."""
     want = f"{expected.dtype} of shape {expected.value.shape}"
     if outcome.error is not None:
-        status = Status.ERROR if isinstance(outcome.error, PROGRAMMING_ERRORS) else Status.FAILED
+        status = Status.ERROR if adapter_bug(outcome.error) else Status.FAILED
         return Verdict(status, f"raised on input the specification accepts: {_raised(outcome.error)}",
                        expected=want, got=_raised(outcome.error))
     got = outcome.value
@@ -124,6 +143,7 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
         ulps = err / fmt.spacing(np.where(both_finite, e, 0.0))
     ratio = np.where(nan_mismatch | inf_mismatch, np.inf, ratio)
     ulps = np.where(nan_mismatch | inf_mismatch, np.inf, ulps)
+    err = np.where(nan_mismatch | inf_mismatch, np.inf, err)  # a wrong infinity or NaN is no error of 0
 
     if got.size == 0:
         return Verdict(Status.PASSED, "empty result, as expected", expected=want, got=describe(got))
@@ -142,7 +162,11 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
         elif nan_mismatch[worst] or inf_mismatch[worst]:
             detail = f"got {stats['got']}, expected {stats['expected']}{where}"
         else:
-            detail = (f"greatest error {float(err[worst]):.3g} ({float(ulps[worst]):.3g} ulp){where}: "
-                      f"got {stats['got']}, expected {stats['expected']}, allowed {stats['allowed']:.3g}")
+            detail = (f"error {float(err[worst]):.3g} ({float(ulps[worst]):.3g} ulp), the most beyond its allowance"
+                      f"{where}: got {stats['got']}, expected {stats['expected']}, allowed {stats['allowed']:.3g}")
+            largest = np.unravel_index(int(np.argmax(err)), err.shape)
+            if err[largest] > err[worst]:  # the error column shows the largest error: say where it is
+                detail += f"; the largest error, {float(err[largest]):.3g}, is" + (
+                    f" at index {tuple(int(i) for i in largest)}" if g.ndim else "")
         return Verdict(Status.FAILED, f"{count} / {g.size} elements differ; {detail}", **stats)
     return Verdict(Status.PASSED, "", **stats)

@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -72,6 +72,10 @@ class Expectation:
     def selects(self, backend: str, case_id: str, dtype: str, wrt: str | None) -> bool:
         if backend != self.backend or (self.dtypes and dtype not in self.dtypes) or (self.wrt and wrt not in self.wrt):
             return False
+        return self.names(case_id)
+
+    def names(self, case_id: str) -> bool:
+        """Whether the entry is about this case (by id or pattern), whatever the dtype and gradient."""
         return case_id == self.case if self.pattern is None else self.pattern.search(case_id) is not None
 
     def condition(self, info: BackendInfo) -> bool | str:
@@ -178,9 +182,11 @@ def listing(entries: list[Expectation], key: tuple[str, str, str, str | None]) -
     return next((i for i, e in enumerate(entries) if e.selects(*key)), None)
 
 
-def apply(run: Run, manifests: list[Manifest], strict: bool = False) -> tuple[Run, list[str]]:
+def apply(run: Run, manifests: list[Manifest], strict: bool = False,
+          unselected: Collection[str] = ()) -> tuple[Run, list[str]]:
     """The run with its results marked (the first active entry that lists a result judges it), and one
-    warning line per active entry that matches no result."""
+    warning line per active entry that matches no result; the entries that list only `unselected` cases (left
+    out by -k or a shard) get one line together."""
     known = {info.name for info in run.backends}
     for manifest in manifests:
         if manifest.backend not in known:
@@ -196,8 +202,14 @@ def apply(run: Run, manifests: list[Manifest], strict: bool = False) -> tuple[Ru
             continue
         used.add(number)
         results.append(mark(result, entries[number], strict))
-    warnings += [f"{e.source}: expectation {e.label} matches no result" for i, e in enumerate(entries)
-                 if i not in used]
+    unused = [e for i, e in enumerate(entries) if i not in used]
+    ran = {r.case_id for r in run.results}
+    outside = [e for e in unused if any(e.names(case_id) for case_id in unselected)
+               and not any(e.names(case_id) for case_id in ran)]
+    warnings += [f"{e.source}: expectation {e.label} matches no result" for e in unused if e not in outside]
+    if outside:
+        warnings.append(f"{len(outside)} expectations list only cases outside this selection (-k or a shard); "
+                        f"not checked")
     return dataclasses.replace(run, results=results), warnings
 
 

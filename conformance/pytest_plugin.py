@@ -8,6 +8,7 @@ listed case that passes into an XPASS (strict with --conformance-strict-expectat
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from reference import FLOAT_DTYPES
 
-from . import expectations, registry, runner
+from . import expectations, named, registry, runner
 from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
@@ -112,7 +113,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _plan(config: pytest.Config) -> Plan:
     entries = registry.select([config.getoption("conformance_backend")])
-    manifests = [expectations.load(path) for path in config.getoption("conformance_expectations") or []]
+    try:
+        paths = [named.manifest(str(path)) for path in config.getoption("conformance_expectations") or []]
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"--conformance-expectations: {exc}") from None
+    manifests = [expectations.load(path) for path in paths]
     infos = runner.inspect(entries)
     names = {info.name for info in infos}
     for manifest in manifests:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 from . import backends as builtin_package
-from .adapter import Backend
+from . import rejections
+from .adapter import OPS, Backend, declared_unsupported
 from .errors import ConfigError
 
 ENTRY_POINT_GROUP = "bce_conformance.backends"
@@ -31,19 +34,37 @@ class Entry:
         return Entry, (self.name, self.origin, self.backend, self.load_error)
 
 
+REQUIRED = ("name", "dtypes", "availability", "version")
+"""What every adapter has; its ops (adapter.OPS) may be None or absent: the cases that use them are unsupported."""
+
+
+def _check_adapter(item: Any, origin: str) -> None:
+    """One line naming the backend where `item` is not an adapter, lacks every op, or declares nonsense."""
+    missing = [a for a in REQUIRED if getattr(item, a, None) is None]
+    if missing:
+        raise ConfigError(f"{origin}: {item!r} is not a backend adapter (missing {', '.join(missing)})")
+    if not any(callable(getattr(item, op, None)) for op in OPS if op != "sigmoid"):
+        raise ConfigError(f"{origin}: {item!r} is not a backend adapter (it has neither bce nor bce_with_logits)")
+    try:
+        declared_unsupported(item)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: backend {getattr(item, 'name', item)!r}: {exc}") from None
+    convention = getattr(item, "rejection_convention", None)
+    if convention is not None and convention not in rejections.rules().conventions:
+        raise ConfigError(f"{origin}: backend {item.name!r}: unknown rejection_convention {convention!r}; known: "
+                          f"{', '.join(sorted(rejections.rules().conventions))}")
+
+
 def _as_backends(obj: Any, origin: str) -> list[Backend]:
     """Accept an adapter, a list of adapters, an adapter class, or a zero-argument callable returning either."""
-    if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, (Backend, list, tuple))):
+    if inspect.isclass(obj) or (callable(obj) and not hasattr(obj, "availability")):
         try:
             obj = obj()
         except Exception as exc:
             raise ConfigError(f"{origin}: calling {obj!r} raised {type(exc).__name__}: {exc}") from None
     items = obj if isinstance(obj, (list, tuple)) else [obj]
     for item in items:
-        if not isinstance(item, Backend):
-            missing = [a for a in ("name", "dtypes", "availability", "version", "sigmoid", "bce", "bce_with_logits")
-                       if not hasattr(item, a)]
-            raise ConfigError(f"{origin}: {item!r} is not a backend adapter (missing {', '.join(missing)})")
+        _check_adapter(item, origin)
     return list(items)
 
 
@@ -68,8 +89,10 @@ def plugins() -> list[Entry]:
 
 
 def from_spec(spec: str) -> list[Entry]:
-    """Load 'package.module:attr'."""
+    """Load 'package.module:attr', the working directory on the import path as `python -m` puts it."""
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         obj = getattr(importlib.import_module(module_name), attr)
     except Exception as exc:

@@ -17,7 +17,8 @@ from xml.etree import ElementTree as ET
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
-from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status, json_safe
+from .results import (EXPECTED, GATE_FAILURES, JUDGED, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status,
+                      json_safe)
 
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1
@@ -36,19 +37,42 @@ def checked(wrt: str | None) -> str:
 
 
 def _display_path(path: str) -> str:
-    """Relative to the working directory when the file lies under it."""
+    """Relative to the working directory when the file lies under it (a results file may name no file at all)."""
+    if not path:
+        return path
     relative = os.path.relpath(path)
     return path if relative.startswith("..") else relative
 
 
-def rerun_command(result: Result, selector: str) -> str:
-    """The command that reruns just this result; `selector` is the `--backend` argument of its backend. Every
-    argument is quoted; a result's own `rerun` is one the harness built (reading a file drops it)."""
+VERDICT_OPTIONS = {"--timeout": True, "--memory-limit": True, "--expectations": True,
+                   "--strict-expectations": False, "--require-grad": False}
+"""The options of `run` that change a verdict, and whether each takes a value: a rerun command repeats them."""
+
+
+def verdict_options(command: str) -> list[str]:
+    """The verdict-affecting options (VERDICT_OPTIONS) of a run's command line, in order."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # a hand-edited results file: nothing to repeat
+        return []
+    kept: list[str] = []
+    for number, word in enumerate(words):
+        name = word.split("=", 1)[0]
+        if name in VERDICT_OPTIONS:
+            takes = VERDICT_OPTIONS[name] and "=" not in word and number + 1 < len(words)
+            kept += [word, words[number + 1]] if takes else [word]
+    return kept
+
+
+def rerun_command(result: Result, selector: str, command: str = "") -> str:
+    """The command that reruns just this result; `selector` is the `--backend` argument of its backend, and the
+    options of the run's `command` that affect a verdict come along. Every argument is quoted; a result's own
+    `rerun` is one the harness built (reading a file drops it)."""
     if result.rerun:
         return result.rerun
     path = _display_path(result.source.rsplit(":", 1)[0])
-    return shlex.join(["python", "-m", "conformance", "run", "--cases", path, "--backend", selector,
-                       "--dtype", result.dtype, "-k", "^" + re.escape(result.case_id) + "$"])
+    return shlex.join(["python", "-m", "conformance", "run", "--cases", path, "--backend", selector, "--dtype",
+                       result.dtype, "-k", "^" + re.escape(result.case_id) + "$", *verdict_options(command)])
 
 
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -69,6 +93,31 @@ def totals(run: Run) -> Counter:
 def ran(run: Run) -> int:
     """Results that executed a backend (everything but skipped and unsupported)."""
     return sum(1 for r in run.results if r.status not in NOT_RUN)
+
+
+def coverage(run: Run) -> dict[str, tuple[int, int]]:
+    """Each backend's results judged (passed or failed) and results specified, the backends with no result left out."""
+    counts: dict[str, list[int]] = {}
+    for result in run.results:
+        judged_specified = counts.setdefault(result.backend, [0, 0])
+        judged_specified[0] += result.status in JUDGED
+        judged_specified[1] += 1
+    return {backend: (judged, specified) for backend, (judged, specified) in counts.items()}
+
+
+def coverage_rows(run: Run) -> list[dict[str, Any]]:
+    """The `coverage` array of a JSON report."""
+    return [{"backend": backend, "judged": judged, "specified": specified}
+            for backend, (judged, specified) in coverage(run).items()]
+
+
+def coverage_text(judged: int, specified: int) -> str:
+    return f"{judged}/{specified} ({100 * judged / specified:.1f}%)" if specified else ""
+
+
+def shown_statuses(counts: Counter) -> list[Status]:
+    """The statuses a table shows: unsupported and unverified only where some result has them."""
+    return [s for s in STATUSES if s not in (Status.UNSUPPORTED, Status.UNVERIFIED) or counts[str(s)]]
 
 
 def missing_required(run: Run) -> list[BackendInfo]:
@@ -161,12 +210,14 @@ def _availability(backend: BackendInfo) -> str:
 
 def _tables(run: Run, tablefmt: str) -> list[str]:
     sections = []
-    backend_rows = [[b.name, _availability(b), b.version or b.reason, b.origin] for b in run.backends]
-    sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "from"], tablefmt=tablefmt))
+    covered = coverage(run)
+    backend_rows = [[b.name, _availability(b), b.version or b.reason, coverage_text(*covered.get(b.name, (0, 0))),
+                     b.origin] for b in run.backends]
+    sections.append(tabulate(backend_rows, headers=["backend", "status", "version / reason", "coverage", "from"],
+                             tablefmt=tablefmt))
     rows = summary(run)
     if rows:
-        # The unsupported column shows only where some backend lacks a gradient capability.
-        statuses = [s for s in STATUSES if s != Status.UNSUPPORTED or any(r[str(s)] for r in rows)]
+        statuses = shown_statuses(totals(run))
         # the expectation columns show only where a manifest marked some result
         marks = [m for m in (EXPECTED, UNEXPECTED_PASS) if any(r[m] for r in rows)]
         table = [[r["backend"], r["op"], r["dtype"], checked(r["wrt"]), r["ran"], *(r[str(s)] for s in statuses),
@@ -189,8 +240,12 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
         sections.append(tabulate(failure_rows, headers=headers, tablefmt=tablefmt, maxcolwidths=[None] * 9 + [70]))
         selectors = {b.name: b.selector for b in run.backends}
         # a gradient case's results share one command
-        commands = dict.fromkeys(rerun_command(r, selectors.get(r.backend, r.backend)) for r in bad)
+        commands = dict.fromkeys(rerun_command(r, selectors.get(r.backend, r.backend), run.command) for r in bad)
         sections.append("Rerun one:\n" + "\n".join(f"  {command}" for command in commands))
+        stateful = [b.name for b in run.backends if b.stateful and any(r.backend == b.name for r in bad)]
+        if stateful:
+            sections.append(f"{', '.join(stateful)} declares itself stateful: a failure may depend on the calls "
+                            f"that ran before it in the same worker, and may pass when rerun alone.")
     sections.append(_closing_line(run))
     return sections
 
@@ -226,6 +281,7 @@ def environment() -> dict[str, Any]:
 
 
 def render_json(run: Run) -> str:
+    selectors = {b.name: b.selector for b in run.backends}
     document = {
         "format": "bce-conformance-report",
         "version": REPORT_VERSION,
@@ -235,7 +291,9 @@ def render_json(run: Run) -> str:
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "expectations": expectation_counts(run),
         "summary": summary(run),
-        "results": [r.to_dict() for r in run.results],
+        "coverage": coverage_rows(run),
+        "results": [{**r.to_dict(), "rerun": rerun_command(r, selectors.get(r.backend, r.backend), run.command)}
+                    for r in run.results],
         **({"shard": asdict(run.shard)} if run.shard is not None else {}),
     }
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
@@ -277,9 +335,11 @@ def render_junit(run: Run) -> str:
             if r.expectation == EXPECTED:  # as pytest writes an xfail
                 ET.SubElement(case, "skipped", type="pytest.xfail", message=r.message)
             elif r.status == Status.FAILED:
-                ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(r, info.selector)
+                ET.SubElement(case, "failure", message=r.message, type="mismatch").text = rerun_command(
+                    r, info.selector, run.command)
             elif r.status in GATE_FAILURES:
-                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(r, info.selector)
+                ET.SubElement(case, "error", message=r.message, type=str(r.status)).text = rerun_command(
+                    r, info.selector, run.command)
             elif r.status in NOT_RUN:
                 ET.SubElement(case, "skipped", message=r.message)
     ET.indent(root)

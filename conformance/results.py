@@ -14,7 +14,8 @@ class Status(str, Enum):
     CRASHED = "crashed"  # the backend's process died (signal, exit, out of memory) during the call
     TIMEOUT = "timeout"  # the call did not return within the time limit; its process was killed
     SKIPPED = "skipped"  # not run: the backend does not compute in this dtype
-    UNSUPPORTED = "unsupported"  # not run: a gradient case on a backend without the gradient capability
+    UNSUPPORTED = "unsupported"  # outside what the backend implements (adapter.missing_features, Unsupported)
+    UNVERIFIED = "unverified"  # a rejection case the backend rejected, for a rule the harness cannot establish
 
     def __str__(self) -> str:
         return self.value
@@ -25,6 +26,8 @@ EXPECTED, UNEXPECTED_PASS = "expected", "unexpected-pass"
 """The marks an expectations manifest puts on a result (`Result.expectation`)."""
 GATE_FAILURES = (Status.FAILED, Status.ERROR, Status.CRASHED, Status.TIMEOUT)
 """Statuses that make a run red."""
+JUDGED = (Status.PASSED, Status.FAILED)
+"""Statuses of results the specification judged: a backend's coverage is their share of its results."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class BackendInfo:
     gradients: tuple[str, ...] = ()  # the ops it differentiates
     device: str = ""  # where it computes (the adapter's optional `device`), "" where it does not say
     required: bool = False  # --require: being unavailable fails the run instead of skipping the backend
+    stateful: bool = False  # the adapter's optional `stateful`: a result may depend on the calls before it
 
     @property
     def selector(self) -> str:

@@ -18,8 +18,16 @@ from tqdm import tqdm
 import reference
 from reference import Expected, Rejected
 
-from . import compare, tolerance
-from .adapter import GRADIENT_METHODS, supports_grad
+from . import compare, rejections, tolerance
+from .adapter import (
+    GRADIENT_METHODS,
+    Backend,
+    Unsupported,
+    lacking,
+    missing_features,
+    needed_features,
+    supports_grad,
+)
 from .cache import Cache
 from .case import Case
 from .compare import Verdict
@@ -68,7 +76,8 @@ def _inspect(entry: Entry) -> BackendInfo:
     except BaseException as exc:  # an adapter whose probe breaks (sys.exit, even) is unavailable, with the reason
         return BackendInfo(entry.name, entry.origin, False, f"availability check raised {describe(exc)}")
     gradients = tuple(op for op in GRADIENT_METHODS if supports_grad(backend, op))
-    return BackendInfo(entry.name, entry.origin, available, reason, version, dtypes, gradients, device)
+    return BackendInfo(entry.name, entry.origin, available, reason, version, dtypes, gradients, device,
+                       stateful=bool(getattr(backend, "stateful", False)))
 
 
 def inspect(entries: Iterable[Entry]) -> list[BackendInfo]:
@@ -146,14 +155,26 @@ def _build(case: Case, dtype: str, cache: Cache | None = None) -> tuple[Inputs |
                                    keep=lambda specs: all(spec.error is None for spec in specs.values()))
 
 
-def _judge(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:
+def _unsupported(backend: Backend, error: BaseException | None, spec: _Specified) -> Verdict | None:
+    """`Unsupported` raised by the adapter, or a NotImplementedError it does not map to a rejection rule."""
+    if isinstance(error, Unsupported) or (isinstance(error, NotImplementedError)
+                                          and rejections.identify(backend, error).rule is None):
+        return Verdict(Status.UNSUPPORTED, f"{type(error).__name__}: {error}".rstrip(": "),
+                       expected=compare.expected_rejection(spec.reject))
+    return None
+
+
+def _judge(spec: _Specified, execution: Execution, wrt: str | None, backend: Backend) -> Verdict:
     if execution.fault is not None:
         return execution.fault
     assert execution.outcome is not None
+    unsupported = _unsupported(backend, execution.outcome.error, spec)
+    if unsupported is not None:
+        return unsupported
     if execution.modified is not None:
         verdict = Verdict(Status.FAILED, f"modified its input {execution.modified!r}")
     elif spec.reject is not None:
-        verdict = compare.check_rejection(execution.outcome, spec.reject)
+        verdict = compare.check_rejection(execution.outcome, spec.reject, backend)
     else:
         assert spec.expected is not None and spec.allowed is not None
         if wrt is None:
@@ -168,10 +189,10 @@ def _judge(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:
     return verdict
 
 
-def _verdict(spec: _Specified, execution: Execution, wrt: str | None) -> Verdict:
+def _verdict(spec: _Specified, execution: Execution, wrt: str | None, backend: Backend) -> Verdict:
     """The judgement, whatever the backend sent back: a value no check foresaw is an error, never a traceback."""
     try:
-        return _judge(spec, execution, wrt)
+        return _judge(spec, execution, wrt, backend)
     except Exception as exc:
         return Verdict(Status.ERROR, f"the harness could not judge what the backend returned: {describe(exc)}")
 
@@ -228,6 +249,7 @@ def run(
     bar = tqdm(total=len(slots), desc="cases", unit="result", disable=None if progress is None else not progress,
                leave=False)
     calls = calls_for(active, isolation, probed)
+    lacks = [missing_features(entry.backend) for entry in active]  # type: ignore[arg-type]
 
     def settle(seq: int, result: Result, new: bool = True) -> None:
         slots[seq] = result
@@ -244,7 +266,7 @@ def run(
     def judge(done: Iterable[tuple[int, Execution]]) -> None:
         for first, execution in done:
             entry, case, dtype, specs = waiting.pop(first)
-            verdicts = {wrt: _verdict(spec, execution, wrt) for wrt, spec in specs.items()}
+            verdicts = {wrt: _verdict(spec, execution, wrt, entry.backend) for wrt, spec in specs.items()}
             settle_call(first, entry, case, dtype, verdicts, execution.seconds)
 
     try:
@@ -268,9 +290,10 @@ def run(
                 if missing:
                     verdict = Verdict(Status.SKIPPED, f"{entry.name} does not compute in {', '.join(missing)}")
                     settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
-                elif case.grad and not supports_grad(entry.backend, case.op):
-                    verdict = Verdict(Status.UNSUPPORTED, f"{entry.name} has no gradient capability for {case.op} "
-                                                          f"({GRADIENT_METHODS[case.op]})")
+                elif (reason := lacking(lacks[index], needed_features(case.op, case.inputs, case.reduction,
+                                                                        bool(case.grad)))) is not None:
+                    verdict = Verdict(Status.UNSUPPORTED, f"{entry.name} lacks {reason}",
+                                      expected=compare.expected_rejection(case.reject))
                     settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
                 elif inputs is None or any(spec.error is not None for spec in specs.values()):
                     settle_call(first, entry, case, dtype,

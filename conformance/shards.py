@@ -16,7 +16,7 @@ from typing import Any
 
 from .case import Case
 from .errors import ConfigError
-from .report import REPORT_VERSION, STATUSES, expectation_counts, summary
+from .report import REPORT_VERSION, STATUSES, coverage_rows, expectation_counts, summary
 from .results import BackendInfo, Result, Run, Shard, json_safe
 from .saved import load
 
@@ -107,7 +107,7 @@ def merge(paths: list[Path], command: str) -> Merged:
         "environment": {**first["environment"], "command": command},
         "backends": [{**b, "required": backend.required} for b, backend in zip(first["backends"], backends)],
         "totals": counts, "expectations": expectation_counts(run), "summary": json_safe(summary(run)),
-        "results": results,
+        "results": results, "coverage": coverage_rows(run),
         "merged": [{"file": str(path), "shard": d["shard"]["index"], "environment": d["environment"]}
                    for path, d in documents],
     }

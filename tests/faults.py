@@ -142,6 +142,7 @@ class Poisons(NumpyBackend):
 
     name = "fault-Poisons"
     poisoning_rejections = frozenset({"out_of_range"})
+    rejection_convention = "pytorch"  # torch's device-side assert is its out_of_range rejection on CUDA
 
     def device_assert(self, input: np.ndarray) -> np.ndarray:
         """The call that tripped the assert raises."""

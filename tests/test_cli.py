@@ -28,7 +28,7 @@ def test_passing_run_exits_0_and_prints_the_tables(capsys):
     assert code == 0, out
     assert "document-bce-mean" not in out  # only failures are listed by id
     assert "numpy" in out and "worst ulp" in out
-    assert out.rstrip().endswith("0 failed, 0 error, 0 crashed, 0 timeout, 0 skipped, 0 unsupported")
+    assert out.rstrip().endswith("0 failed, 0 error, 0 crashed, 0 timeout, 0 skipped, 0 unsupported, 0 unverified")
 
 
 def test_failing_backend_exits_1_and_prints_a_rerun_command(capsys):
@@ -174,7 +174,7 @@ def test_a_backend_without_gradients_is_unsupported_not_failed(capsys):
     assert code == 0, out
     header = next(line for line in out.splitlines() if line.startswith("backend    op"))
     assert "unsupported" in header  # the summary gains the column when a backend lacks gradients
-    assert out.rstrip().endswith(", 0 skipped, 32 unsupported")  # 4 cases x 4 dtypes x 2 gradients
+    assert out.rstrip().endswith(", 0 skipped, 32 unsupported, 0 unverified")  # 4 cases x 4 dtypes x 2 gradients
 
 
 def test_require_grad_turns_unsupported_into_failures(capsys):
@@ -183,8 +183,8 @@ def test_require_grad_turns_unsupported_into_failures(capsys):
     assert code == 1
     report = json.loads(out)
     assert report["totals"] == {"passed": 0, "failed": 8, "error": 0, "crashed": 0, "timeout": 0, "skipped": 0,
-                                "unsupported": 0}
-    assert report["results"][0]["message"] == ("loss-only has no gradient capability for bce (bce_grad); "
+                                "unsupported": 0, "unverified": 0}
+    assert report["results"][0]["message"] == ("loss-only lacks grad.bce: no gradient capability for bce (bce_grad); "
                                                "--require-grad makes this a failure")
     code, _, _ = run(capsys, "run", "--backend", "numpy", *GRAD_DOC, "--require-grad")
     assert code == 0

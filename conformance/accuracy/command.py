@@ -9,6 +9,7 @@ from reference import FLOAT_DTYPES
 from reference.sweep import OPS
 
 from .. import distributed
+from .. import named
 from ..registry import select as select_backends
 from . import report
 from .atlas import build
@@ -69,9 +70,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="points per region and dtype, replacing each region's own count")
     parser.add_argument("--exhaustive", action="store_true",
                         help="also sweep the exhaustive regions (every finite input; minutes for float32)")
-    parser.add_argument("--budget", type=Path, metavar="FILE",
+    parser.add_argument("--budget", type=named.budget, metavar="FILE|NAME",
                         help="per-region ulp budgets: exit 1 when a row exceeds its budget "
-                             "(shipped: conformance/data/accuracy-budget.yaml)")
+                             "(a file, or `default`: the shipped budget)")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write PNG figures here (needs matplotlib)")
     parser.add_argument("--format", choices=report.FORMATS, default="table")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")

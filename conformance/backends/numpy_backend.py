@@ -6,19 +6,19 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from conformance.adapter import Availability
+from conformance.adapter import Availability, Rejected
 
 FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, np.float32, np.float64)}
 
 
 def _check_reduction(reduction: Any) -> None:
     if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{reduction!r} is not a valid value for reduction")
+        raise Rejected("invalid_reduction", f"{reduction!r} is not a valid value for reduction")
 
 
 def _check_shapes(input: np.ndarray, target: np.ndarray, **extra: np.ndarray | None) -> None:
     if input.shape != target.shape:
-        raise ValueError(f"target shape {target.shape} differs from input shape {input.shape}")
+        raise Rejected("shape_mismatch", f"target shape {target.shape} differs from input shape {input.shape}")
     for name, array in extra.items():
         if array is None:
             continue
@@ -27,13 +27,13 @@ def _check_shapes(input: np.ndarray, target: np.ndarray, **extra: np.ndarray | N
         except ValueError:
             joint = None
         if joint != target.shape:
-            raise ValueError(f"{name} of shape {array.shape} does not broadcast to {target.shape}")
+            raise Rejected("weight_shape", f"{name} of shape {array.shape} does not broadcast to {target.shape}")
 
 
 def _check_float(**arrays: np.ndarray) -> None:
     for name, array in arrays.items():
         if array.dtype not in FLOATS:
-            raise TypeError(f"{name} has dtype {array.dtype}; a floating dtype is required")
+            raise Rejected("dtype", f"{name} has dtype {array.dtype}; a floating dtype is required")
 
 
 def _check_bce(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: Any) -> None:
@@ -41,10 +41,10 @@ def _check_bce(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None,
     _check_shapes(input, target, weight=weight)
     _check_float(input=input)
     if target.dtype != input.dtype:
-        raise TypeError(f"target dtype {target.dtype} differs from input dtype {input.dtype}")
+        raise Rejected("dtype", f"target dtype {target.dtype} differs from input dtype {input.dtype}")
     for name, array in (("input", input), ("target", target)):
         if not np.all((array >= 0) & (array <= 1)):
-            raise ValueError(f"all elements of {name} should be between 0 and 1")
+            raise Rejected("out_of_range", f"all elements of {name} should be between 0 and 1")
 
 
 def _check_logits(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, pos_weight: np.ndarray | None,
@@ -57,7 +57,7 @@ def _check_logits(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
 def _check_wrt(wrt: tuple[str, ...]) -> None:
     refused = [name for name in wrt if name not in ("input", "target")]
     if refused:
-        raise ValueError(f"the loss is not differentiable with respect to {', '.join(refused)}")
+        raise Rejected("not_differentiable", f"the loss is not differentiable with respect to {', '.join(refused)}")
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from conformance.adapter import Availability
 
 class TorchBackend:
     dtypes = frozenset({"float16", "bfloat16", "float32", "float64"})
+    rejection_convention = "pytorch"  # PyTorch's exception types and messages (data/rejection-rules.yaml)
 
     def __init__(self, device: str) -> None:
         self.device = device

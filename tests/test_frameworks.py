@@ -1,0 +1,101 @@
+"""The built-in framework backends without their frameworks, their shipped manifests, and the matrix page
+(rendered, and looked at in a real headless Chromium where one is installed)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance import expectations, matrix, named, registry, runner
+from conformance.backends import tinygrad_backend
+from conformance.cli import main
+
+CASES = Path(__file__).resolve().parent.parent / "cases"
+FRAMEWORKS = {"jax": ("jax", "optax"), "tinygrad": ("tinygrad",)}
+
+
+@pytest.mark.parametrize("name, modules", FRAMEWORKS.items())
+def test_a_framework_backend_without_its_library_says_which(name, modules):
+    missing = next((m for m in modules if importlib.util.find_spec(m) is None), None)
+    if missing is None:
+        pytest.skip(f"{', '.join(modules)} installed here")
+    (info,) = runner.inspect(registry.select([name]))
+    assert not info.available and info.reason == f"{missing} is not installed"
+
+
+def test_tinygrad_without_clang_is_unavailable_for_that_reason(monkeypatch):
+    monkeypatch.setattr(tinygrad_backend.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(tinygrad_backend.shutil, "which", lambda name: None)
+    availability = tinygrad_backend.TinygradBackend().availability()
+    assert not availability.available and "clang" in availability.reason
+
+
+@pytest.mark.parametrize("name", sorted(named.shipped_manifests()))
+def test_the_shipped_manifests_load_and_give_reasons(name):
+    manifest = expectations.load(named.manifest(name))
+    assert manifest.backend == name and manifest.entries
+    assert all(len(entry.reason) > 40 for entry in manifest.entries)
+
+
+def test_every_framework_has_a_shipped_manifest():
+    assert set(FRAMEWORKS) <= set(named.shipped_manifests())
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("matrix")
+    argv = ["matrix", "--backend", "numpy", "--backend", "tests.mutants:NoClamp", "--backend",
+            "tests.test_capabilities:NO_POS_WEIGHT", "--no-isolation", "--output-dir", str(out),
+            "--cases", str(CASES / "bce_special_points.yaml"), "--cases", str(CASES / "document.yaml"),
+            "--report", str(out / "report.json")]
+    assert main(argv) == 0
+    return out
+
+
+def test_the_matrix_has_every_backend_and_area(page):
+    text = (page / "matrix.md").read_text()
+    areas = matrix.load_areas()
+    header = next(line for line in text.splitlines() if line.startswith("| backend |"))
+    assert all(area.title in header for area in areas)
+    assert "| numpy |" in text and "100% (" in text
+    assert "failed: got inf where finite is expected" in text  # NoClamp's class, with an example
+    assert "bce-clamp-p0-y1 [" in text
+
+
+def test_the_matrix_renders_again_from_reports(page, tmp_path):
+    assert main(["matrix", "--from", str(page / "report.json"), "--output-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "matrix.md").read_text() == (page / "matrix.md").read_text()
+
+
+def test_the_page_is_self_contained(page):
+    html = (page / "matrix.html").read_text()
+    assert "<table" in html and "src=" not in html and "<link" not in html and "http" not in html
+
+
+def test_the_page_in_a_headless_browser(page, tmp_path):
+    """A screenshot by real headless Chromium: the table is drawn (green and red cells), not a blank page."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    image = pytest.importorskip("matplotlib.image")
+    shot = tmp_path / "matrix.png"
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               "--window-size=1400,700", f"--screenshot={shot}", (page / "matrix.html").as_uri()]
+    subprocess.run(command, capture_output=True, timeout=120, check=True)
+    pixels = image.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (700, 1400)
+    green = (pixels[..., 1] > pixels[..., 0] + 0.1).sum()
+    red = (pixels[..., 0] > pixels[..., 1] + 0.1).sum()
+    assert green > 1000 and red > 100 and np.ptp(pixels) > 0.5
+
+
+def test_a_report_lists_the_coverage_of_each(page):
+    document = json.loads((page / "report.json").read_text())
+    coverage = {c["backend"]: c for c in document["coverage"]}
+    assert coverage["numpy"]["judged"] == coverage["numpy"]["specified"]
+    assert coverage["no-pos-weight"]["judged"] < coverage["no-pos-weight"]["specified"]
