@@ -48,7 +48,8 @@ def rerun_command(result: Result, selector: str) -> str:
     path = _display_path(result.source.rsplit(":", 1)[0])
     return ("python -m conformance run "
             f"--cases {shlex.quote(path)} --backend {shlex.quote(selector)} --dtype {result.dtype} "
-            f"-k {shlex.quote('^' + re.escape(result.case_id) + '$')}")
+            f"-k {shlex.quote('^' + re.escape(result.case_id) + '$')}"
+            + ("" if result.layout == "c" else f" --layouts {result.layout}"))
 
 
 def totals(run: Run) -> Counter:

@@ -12,7 +12,7 @@ from . import journal, report
 from .errors import ConfigError
 from .loader import schema_validator
 
-ResultKey = tuple[str, str, str, "str | None"]
+ResultKey = tuple[str, str, str, "str | None", str]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def key(result: dict[str, Any]) -> ResultKey:
     """What identifies a result within a run (as `Result.key`)."""
-    return result["backend"], result["case_id"], result["dtype"], result["wrt"]
+    return result["backend"], result["case_id"], result["dtype"], result["wrt"], result.get("layout", "c")
 
 
 def number(value: Any) -> float | None:
