@@ -41,6 +41,11 @@ def _display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+def in_layout(result: Result) -> str:
+    """The result's dtype, and its memory layout where it is not C order: 'float32-fortran'."""
+    return result.dtype if result.layout == "c" else f"{result.dtype}-{result.layout}"
+
+
 def rerun_command(result: Result, selector: str) -> str:
     """The command that reruns just this result; `selector` is the `--backend` argument of its backend."""
     if result.rerun:
@@ -172,7 +177,7 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
                                  tablefmt=tablefmt, maxcolwidths=[None] * 5 + [90]))
     bad = [r for r in run.results if failing(r)]
     if bad:
-        failure_rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
+        failure_rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", in_layout(r),
                          str(r.status), r.expected, r.got, _fmt(r.max_abs_error), _fmt(r.allowed),
                          "" if r.index is None else tuple(r.index), r.message] for r in bad]
         headers = ["backend", "case", "dtype", "status", "expected", "got", "error", "allowed", "where", "message"]
@@ -261,7 +266,7 @@ def render_junit(run: Run) -> str:
                 ET.SubElement(case, "skipped", message=info.reason or "not run")
         for r in results:
             path, _, line = r.source.rpartition(":")
-            name = f"{r.case_id}[{r.dtype}]" + ("" if r.wrt is None else f"[{checked(r.wrt)}]")
+            name = f"{r.case_id}[{in_layout(r)}]" + ("" if r.wrt is None else f"[{checked(r.wrt)}]")
             case = ET.SubElement(suite, "testcase", classname=f"{r.backend}.{r.op}", name=name,
                                  file=path, line=line, time=f"{r.seconds:.6f}")
             if r.expectation == EXPECTED:  # as pytest writes an xfail

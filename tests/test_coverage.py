@@ -203,3 +203,14 @@ def test_a_backend_without_higher_orders_is_unsupported_there(shipped_cases):
     assert {r.status for r in outcome.results} == {Status.UNSUPPORTED}
     assert {r.message.split(" capability")[0] for r in outcome.results} == {
         "first-order-only has no second-order", "first-order-only has no forward-mode"}
+
+
+def test_reports_name_the_layout():
+    from conformance.report import render_junit, render_table
+    from conformance.results import BackendInfo, Run
+
+    results = [Result("numpy", "a", "bce", "float32", Status.FAILED, "differs", "cases/x.yaml:3", layout=layout)
+               for layout in ("c", "negative")]
+    run = Run([BackendInfo("numpy", "built-in", True)], results)
+    assert "float32-negative" in render_table(run) and "--layouts negative" in render_table(run)
+    assert 'name="a[float32-negative]"' in render_junit(run) and 'name="a[float32]"' in render_junit(run)
