@@ -252,7 +252,7 @@ def run(
                     todo.append((first, index, entry))
             if not todo:
                 continue
-            if built is None or built[:2] != (case, dtype):  # the layouts of a case x dtype share its inputs
+            if built is None or built[0] is not case or built[1] != dtype:  # a case x dtype builds once for its layouts
                 built = case, dtype, _build(case, dtype)
             inputs, specs = built[2]
             float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
