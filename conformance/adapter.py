@@ -2,13 +2,18 @@
 
 Arrays travel as NumPy arrays in the dtype under test (bfloat16 as `ml_dtypes.bfloat16`), and
 results come back the same way: a NumPy array (0-d for a reduction) of the output dtype.
+An array may be in any memory layout (`inputs.LAYOUTS`): Fortran order, a transposed or strided view,
+negative strides, or a broadcast view with stride 0, which NumPy makes read-only. An adapter must read
+the values through the array's strides (as NumPy and `torch.from_numpy` do) and must not write to its
+arguments.
 An adapter rejects invalid arguments by raising: `Rejected(rule)` names the rule broken; any other
 exception is matched to a rule by the adapter's `rejection_rule` hook or its `rejection_convention`
 (conformance/rejections.py).
 
 Capabilities: what an adapter does not implement is `unsupported`, never a pass or a failure. It says so
-by setting an op to None (or leaving it out), by leaving out a gradient method (`GradientBackend`), by
-declaring `unsupported = {feature: reason}` (FEATURES), or by raising `Unsupported(reason)` from a call.
+by setting an op to None (or leaving it out), by leaving out a derivative method (`GradientBackend`,
+`SecondOrderBackend`, `ForwardModeBackend`), by declaring `unsupported = {feature: reason}` (FEATURES),
+or by raising `Unsupported(reason)` from a call.
 """
 from __future__ import annotations
 
@@ -123,12 +128,59 @@ class GradientBackend(Protocol):
     ) -> Mapping[str, np.ndarray]: ...
 
 
-GRADIENT_METHODS = {"bce": "bce_grad", "bce_with_logits": "bce_with_logits_grad"}
+class SecondOrderBackend(Protocol):
+    """The optional second-order capability (PyTorch's double backward): Hessian-vector products.
+
+    Each returns {name: array} for every name in `wrt` ('input', 'target'): the gradient by that tensor of
+    <grad_input, tangent>, where grad_input is the first-order gradient by input (the vector-Jacobian
+    product with `grad_output`, as `GradientBackend` gives it) and `tangent` has the input's dtype and
+    shape; each array has the dtype and shape of the tensor it belongs to.
+    """
+
+    def bce_grad2(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                  grad_output: np.ndarray, tangent: np.ndarray, wrt: Sequence[str]) -> Mapping[str, np.ndarray]: ...
+
+    def bce_with_logits_grad2(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None,
+                              pos_weight: np.ndarray | None, reduction: Any, grad_output: np.ndarray,
+                              tangent: np.ndarray, wrt: Sequence[str]) -> Mapping[str, np.ndarray]: ...
+
+
+class ForwardModeBackend(Protocol):
+    """The optional forward-mode capability: Jacobian-vector products, as `torch.func.jvp` gives them.
+
+    Each returns {name: array} for every name in `wrt` ('input', 'target'): the directional derivative of
+    the loss when that tensor alone moves along `tangent` (its dtype and shape), in the loss's dtype and
+    shape (0-d for a reduction).
+    """
+
+    def bce_jvp(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                tangent: np.ndarray, wrt: Sequence[str]) -> Mapping[str, np.ndarray]: ...
+
+    def bce_with_logits_jvp(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None,
+                            pos_weight: np.ndarray | None, reduction: Any, tangent: np.ndarray,
+                            wrt: Sequence[str]) -> Mapping[str, np.ndarray]: ...
+
+
+DERIVATIVES = {
+    "grad": {"bce": "bce_grad", "bce_with_logits": "bce_with_logits_grad"},
+    "grad2": {"bce": "bce_grad2", "bce_with_logits": "bce_with_logits_grad2"},
+    "jvp": {"bce": "bce_jvp", "bce_with_logits": "bce_with_logits_jvp"},
+}
+"""The method that computes each kind of derivative (first order, second order, forward mode) of each op."""
+
+GRADIENT_METHODS = DERIVATIVES["grad"]
 """The method of `GradientBackend` that differentiates each op."""
+
+_DERIVATIVE_ARRAYS = {"grad": ("grad_output",), "grad2": ("grad_output", "tangent"), "jvp": ("tangent",)}
+
+
+def supports(backend: Backend, op: str, derivative: str) -> bool:
+    """Whether the backend has the method for this kind of derivative of `op`."""
+    return callable(getattr(backend, DERIVATIVES[derivative].get(op, ""), None))
 
 
 def supports_grad(backend: Backend, op: str) -> bool:
-    return callable(getattr(backend, GRADIENT_METHODS.get(op, ""), None))
+    return supports(backend, op, "grad")
 
 
 def declared_unsupported(backend: object) -> dict[str, str]:
@@ -187,14 +239,15 @@ def call(backend: Backend, op: str, tensors: Mapping[str, np.ndarray], reduction
     raise ValueError(f"unknown op {op!r}")
 
 
-def call_grad(backend: Backend, op: str, tensors: Mapping[str, np.ndarray], reduction: Any, grad_output: np.ndarray,
-              wrt: Sequence[str]) -> Any:
-    """Ask a backend for the gradients of one op (`supports_grad` must hold)."""
-    x, y, w = tensors["input"], tensors["target"], tensors.get("weight")
-    backward = {"grad_output": grad_output, "wrt": tuple(wrt)}
-    if op == "bce":
-        return backend.bce_grad(x, y, weight=w, reduction=reduction, **backward)  # type: ignore[attr-defined]
+def call_derivative(backend: Backend, derivative: str, op: str, tensors: Mapping[str, np.ndarray], reduction: Any,
+                    wrt: Sequence[str]) -> Any:
+    """Ask a backend for one kind of derivative of one op (`supports` must hold); `tensors` holds grad_output
+    and tangent as that kind needs them."""
+    if op not in DERIVATIVES[derivative]:
+        raise ValueError(f"no gradient is specified for op {op!r}")
+    method = getattr(backend, DERIVATIVES[derivative][op])
+    extra = {name: tensors[name] for name in _DERIVATIVE_ARRAYS[derivative]}
     if op == "bce_with_logits":
-        return backend.bce_with_logits_grad(  # type: ignore[attr-defined]
-            x, y, weight=w, pos_weight=tensors.get("pos_weight"), reduction=reduction, **backward)
-    raise ValueError(f"no gradient is specified for op {op!r}")
+        extra["pos_weight"] = tensors.get("pos_weight")  # type: ignore[assignment]
+    return method(tensors["input"], tensors["target"], weight=tensors.get("weight"), reduction=reduction,
+                  wrt=tuple(wrt), **extra)

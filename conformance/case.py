@@ -31,6 +31,15 @@ class Case:
     tags: tuple[str, ...] = ()
     grad: tuple[str, ...] = ()  # tensors to differentiate the loss by; empty for a loss-value case
     grad_output: Any = None  # literal or generator of the incoming gradient; None: ones
+    order: int = 1  # 2: the second-order gradient (double backward) by each tensor of `grad`
+    mode: str = "reverse"  # "forward": the Jacobian-vector product along `tangent` (forward-mode AD)
+    tangent: Any = None  # literal or generator of the direction (the input's shape) of order 2 and forward mode
+    layouts: tuple[str, ...] = ("c",)  # the memory layouts the adapter receives the arrays in (inputs.LAYOUTS)
+
+    @property
+    def derivative(self) -> str:
+        """Which derivative a gradient case checks: 'grad' (first order), 'grad2' (second order) or 'jvp'."""
+        return "jvp" if self.mode == "forward" else ("grad2" if self.order == 2 else "grad")
 
     @property
     def checks(self) -> tuple[str | None, ...]:

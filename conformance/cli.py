@@ -26,6 +26,7 @@ from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .fuzz import PROFILES, FuzzConfig, fuzz
+from .inputs import LAYOUTS
 from .isolation import DEFAULT_TIMEOUT, Settings
 from .loader import load_cases
 from .properties import all_properties
@@ -208,6 +209,17 @@ def _interruptible() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
+def _layouts(text: str) -> tuple[str, ...]:
+    """--layouts: 'all' or a comma-separated list of layout names."""
+    if text == "all":
+        return LAYOUTS
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in LAYOUTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown layout {', '.join(unknown)} (known: all, {', '.join(LAYOUTS)})")
+    return names
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     isolation = _isolation(args)
     path = _results_path(args)
@@ -237,7 +249,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if path is not None else None)
     with _interruptible() as received, sink or contextlib.nullcontext():
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
-                         journal=sink, cache=Cache() if args.cache else None)
+                         journal=sink, cache=Cache() if args.cache else None,
+                         layouts=args.layouts)
     run.shard = shard
     status = _publish(run, args, manifests)
     if run.complete:
@@ -530,6 +543,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                      help="read references and tolerances computed by earlier runs from the reference cache, and "
                           "store new ones (default); --no-cache computes every one and stores nothing")
+    run.add_argument("--layouts", type=_layouts, metavar="all|NAME[,NAME...]",
+                     help="hand every case's arrays to the backends in these memory layouts (all: "
+                          f"{', '.join(LAYOUTS)}); default: each case's own (`layouts:` in its file, else c)")
     run.add_argument("--shard", type=_shard, metavar="K/N",
                      help="run only shard K of N (cases split by a stable hash of their id; merge recombines them)")
     run.set_defaults(handler=cmd_run)

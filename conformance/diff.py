@@ -100,11 +100,12 @@ HEADERS = ["change", "backend", "case", "dtype", "was", "now", "headroom was", "
 def _rows(diff: Diff) -> list[list[str]]:
     """One row per difference, regressions first."""
     order = list(Change)
-    return [[str(e.change), backend, case if wrt is None else f"{case} ({checked(wrt)})", dtype,
+    return [[str(e.change), backend, case if wrt is None else f"{case} ({checked(wrt)})",
+             dtype if layout == "c" else f"{dtype} {layout}",
              "" if e.old is None else e.old["status"], "" if e.new is None else e.new["status"],
              _headroom(e.old), _headroom(e.new), "" if e.new is None else e.new["message"]]
             for e in sorted(diff.differences, key=lambda e: order.index(e.change))
-            for backend, case, dtype, wrt in [e.key]]
+            for backend, case, dtype, wrt, layout in [e.key]]
 
 
 def counts(diff: Diff) -> dict[str, int]:
@@ -135,8 +136,8 @@ def render_json(diff: Diff) -> str:
         "regressed": diff.regressed,
         "counts": counts(diff),
         "changes": [{"change": str(e.change), "backend": backend, "case_id": case, "dtype": dtype, "wrt": wrt,
-                     "old": e.old, "new": e.new}
-                    for e in diff.differences for backend, case, dtype, wrt in [e.key]],
+                     "layout": layout, "old": e.old, "new": e.new}
+                    for e in diff.differences for backend, case, dtype, wrt, layout in [e.key]],
     }
     return json.dumps(document, indent=2, allow_nan=False) + "\n"
 

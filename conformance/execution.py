@@ -10,8 +10,9 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from .adapter import Backend, call, call_grad
+from .adapter import Backend, call, call_derivative
 from .compare import Outcome, Verdict
+from .inputs import arranged
 from .results import Status
 
 
@@ -23,11 +24,13 @@ class Call:
     tensors: Mapping[str, np.ndarray]  # with `grad_output` for a gradient call
     reduction: Any
     wrt: tuple[str, ...] = ()  # the tensors to differentiate the loss by; empty: the loss itself
+    layout: str = "c"  # how the backend receives the arrays (inputs.LAYOUTS)
+    derivative: str = "grad"  # which derivative a gradient call asks for (adapter.DERIVATIVES)
 
 
 def _perform(backend: Backend, request: Call, tensors: Mapping[str, np.ndarray]) -> Any:
     if request.wrt:
-        return call_grad(backend, request.op, tensors, request.reduction, tensors["grad_output"], request.wrt)
+        return call_derivative(backend, request.derivative, request.op, tensors, request.reduction, request.wrt)
     return call(backend, request.op, tensors, request.reduction)
 
 
@@ -85,9 +88,9 @@ def escaped(exc: BaseException) -> Execution:
 
 
 def execute(backend: Backend, request: Call) -> Execution:
-    """Call the backend on copies of the inputs (grad_output included): what it returned or raised, how long it
-    took, what it changed."""
-    tensors = {name: array.copy() for name, array in request.tensors.items()}
+    """Call the backend on copies of the inputs (grad_output included) in the call's layout: what it returned or
+    raised, how long it took, what it changed."""
+    tensors = arranged(request.tensors, request.layout)
     counter = _WarningCounter()
     fault = outcome = None
     start = time.perf_counter()

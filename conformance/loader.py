@@ -14,6 +14,7 @@ from reference import GRADIENT_OPS
 
 from .case import Case, ToleranceOverride
 from .errors import ConfigError
+from .inputs import DEFAULT_LAYOUTS, LAYOUTS
 
 MAX_ELEMENTS = 10**7
 """The largest tensor a case may ask for; larger requests are refused before anything is allocated."""
@@ -185,7 +186,7 @@ def _dimensions(literal: Any) -> int:
 
 
 def _check_sizes(case: dict, where: str) -> None:
-    for name, tensor in {**case["inputs"], "grad_output": case.get("grad_output")}.items():
+    for name, tensor in {**case["inputs"], "grad_output": case.get("grad_output"), "tangent": case.get("tangent")}.items():
         if isinstance(tensor, dict) and _elements(tensor["shape"]) > MAX_ELEMENTS:
             raise ConfigError(f"{where}: case {case['id']!r}: {name} asks for {_elements(tensor['shape'])} elements, "
                               f"more than the limit of {MAX_ELEMENTS}")
@@ -198,9 +199,12 @@ def _check_gradient_fields(case: dict, where: str) -> None:
     """`grad` names tensors the case has, on an op with specified gradients; grad_output and printed fit."""
     prefix = f"{where}: case {case['id']!r}"
     if "grad" not in case:
-        if "grad_output" in case:
-            raise ConfigError(f"{prefix}: grad_output without grad (name the tensors to differentiate by)")
+        for key in ("grad_output", "order", "mode", "tangent"):
+            if key in case:
+                raise ConfigError(f"{prefix}: {key} without grad (name the tensors to differentiate by)")
         return
+    if "tangent" in case and case.get("order", 1) == 1 and case.get("mode", "reverse") == "reverse":
+        raise ConfigError(f"{prefix}: a tangent is for order 2 or mode forward; a first-order gradient has none")
     if case["op"] not in GRADIENT_OPS:
         raise ConfigError(f"{prefix}: no gradient is specified for op {case['op']!r} (only {', '.join(GRADIENT_OPS)})")
     absent = [name for name in case["grad"] if name not in case["inputs"]]
@@ -208,6 +212,10 @@ def _check_gradient_fields(case: dict, where: str) -> None:
         raise ConfigError(f"{prefix}: grad names {', '.join(absent)}, which the case's inputs do not have")
     if "printed" in case:
         raise ConfigError(f"{prefix}: printed values are loss values; a gradient case has none")
+    if case.get("order", 1) == 2 and case.get("mode") == "forward":
+        raise ConfigError(f"{prefix}: order 2 is a double backward; forward mode has order 1")
+    if case.get("mode") == "forward" and "grad_output" in case:
+        raise ConfigError(f"{prefix}: forward mode takes a tangent, not a grad_output")
 
 
 def _to_case(raw: dict, where: str) -> Case:
@@ -233,7 +241,18 @@ def _to_case(raw: dict, where: str) -> Case:
         tags=tuple(raw.get("tags", ())),
         grad=tuple(raw.get("grad", ())),
         grad_output=raw.get("grad_output"),
+        order=raw.get("order", 1),
+        mode=raw.get("mode", "reverse"),
+        tangent=raw.get("tangent"),
+        layouts=_layouts(raw.get("layouts")),
     )
+
+
+def _layouts(value: str | list[str] | None) -> tuple[str, ...]:
+    """A case's `layouts`: a list of names, 'all', or none given (the default)."""
+    if value is None:
+        return DEFAULT_LAYOUTS
+    return LAYOUTS if value == "all" else tuple(value)
 
 
 def read_validated(path: Path, validator: jsonschema.protocols.Validator) -> tuple[Any, yaml.Node | None]:

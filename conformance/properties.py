@@ -57,7 +57,7 @@ def perform(invoke: Invoke, sample: Sample) -> Outcome | Verdict:
     A crash, a hang or a modified input is a verdict instead.
     """
     tensors = {**sample.tensors, "grad_output": _grad_output(sample)} if sample.grad else dict(sample.tensors)
-    execution = invoke(Call(sample.op, tensors, sample.reduction, sample.grad))
+    execution = invoke(Call(sample.op, tensors, sample.reduction, sample.grad, sample.layout))
     if execution.fault is not None:
         return execution.fault
     if execution.modified is not None:

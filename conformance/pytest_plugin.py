@@ -51,13 +51,13 @@ class Target:
     results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
     cache: Cache | None = None  # the reference cache, shared with the command line and the other xdist workers
 
-    def result(self, case: Case, dtype: str, wrt: str | None) -> Result:
-        """The result of one case x dtype (one backend call serves all of a gradient case's tests)."""
+    def result(self, case: Case, dtype: str, wrt: str | None, layout: str = "c") -> Result:
+        """The result of one case x dtype x layout (one run serves all of a case x dtype's tests)."""
         key = (case.id, dtype)
         if key not in self.results:
             self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=None,
                                            cache=self.cache).results
-        return next(r for r in self.results[key] if r.wrt == wrt)
+        return next(r for r in self.results[key] if (r.wrt, r.layout) == (wrt, layout))
 
     def judged(self, result: Result) -> Result:
         number = expectations.listing(self.listed, result.key)
@@ -77,11 +77,13 @@ class Plan:
     properties: list[Property]
     strict: bool
 
-    def work(self) -> Iterator[tuple[Case, str, str | None]]:
+    def work(self) -> Iterator[tuple[Case, str, str | None, str]]:
+        """Each case x dtype x checked tensor x memory layout (those of the case that apply in the dtype)."""
         for case in self.cases:
             for dtype in case.dtypes:
                 if dtype in self.dtypes:
-                    yield from ((case, dtype, wrt) for wrt in case.checks)
+                    yield from ((case, dtype, wrt, layout) for layout in runner.layouts_of(case, dtype, case.layouts)
+                                for wrt in case.checks)
 
     def property_work(self) -> Iterator[tuple[Property, str, str]]:
         for prop in self.properties:
@@ -144,7 +146,7 @@ def _unmatched(plan: Plan) -> list[str]:
     """Active entries that list no collected case x dtype, nor property x dtype."""
     return [f"{entry.source}: expectation {entry.label} matches no case"
             for target in plan.targets for entry in target.listed
-            if not any(entry.selects(target.info.name, case.id, dtype, wrt) for case, dtype, wrt in plan.work())
+            if not any(entry.selects(target.info.name, case.id, dtype, wrt) for case, dtype, wrt, _ in plan.work())
             and not any(target.listing(prop, dtype) is entry for prop, _, dtype in plan.property_work())]
 
 
@@ -185,9 +187,10 @@ class Backend(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         items: list[pytest.Item] = []
-        for case, dtype, wrt in self.plan.work():
-            name = f"{case.id}[{dtype}]" if wrt is None else f"{case.id}[{dtype}-{wrt}]"
-            items.append(CaseTest.from_parent(self, name=name, target=self.target, case=case, dtype=dtype, wrt=wrt))
+        for case, dtype, wrt, layout in self.plan.work():
+            labels = [dtype] + ([] if layout == "c" else [layout]) + ([] if wrt is None else [wrt])
+            items.append(CaseTest.from_parent(self, name=f"{case.id}[{'-'.join(labels)}]", target=self.target,
+                                              case=case, dtype=dtype, wrt=wrt, layout=layout))
         for prop, op, dtype in self.plan.property_work():
             items.append(PropertyTest.from_parent(self, name=f"{prop.id}-{op}[{dtype}]", target=self.target,
                                                   prop=prop, op=op, dtype=dtype))
@@ -208,13 +211,14 @@ class _Test(pytest.Item):
 
 
 class CaseTest(_Test):
-    def __init__(self, *, target: Target, case: Case, dtype: str, wrt: str | None, **kwargs: Any) -> None:
+    def __init__(self, *, target: Target, case: Case, dtype: str, wrt: str | None, layout: str,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.target, self.case, self.dtype, self.wrt = target, case, dtype, wrt
+        self.target, self.case, self.dtype, self.wrt, self.layout = target, case, dtype, wrt, layout
 
     def runtest(self) -> None:
         self._skip_unavailable()
-        result = self.target.judged(self.target.result(self.case, self.dtype, self.wrt))
+        result = self.target.judged(self.target.result(self.case, self.dtype, self.wrt, self.layout))
         if result.expectation in (EXPECTED, UNEXPECTED_PASS):
             self.add_marker(pytest.mark.xfail(reason=result.message, strict=self.config.stash[PLAN].strict))
         if result.status in NOT_RUN:

@@ -64,6 +64,11 @@ def verdict_options(command: str) -> list[str]:
     return kept
 
 
+def in_layout(result: Result) -> str:
+    """The result's dtype, and its memory layout where it is not C order: 'float32-fortran'."""
+    return result.dtype if result.layout == "c" else f"{result.dtype}-{result.layout}"
+
+
 def rerun_command(result: Result, selector: str, command: str = "") -> str:
     """The command that reruns just this result; `selector` is the `--backend` argument of its backend, and the
     options of the run's `command` that affect a verdict come along. Every argument is quoted; a result's own
@@ -72,7 +77,8 @@ def rerun_command(result: Result, selector: str, command: str = "") -> str:
         return result.rerun
     path = _display_path(result.source.rsplit(":", 1)[0])
     return shlex.join(["python", "-m", "conformance", "run", "--cases", path, "--backend", selector, "--dtype",
-                       result.dtype, "-k", "^" + re.escape(result.case_id) + "$", *verdict_options(command)])
+                       result.dtype, "-k", "^" + re.escape(result.case_id) + "$",
+                       *([] if result.layout == "c" else ["--layouts", result.layout]), *verdict_options(command)])
 
 
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -233,7 +239,7 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
                                  tablefmt=tablefmt, maxcolwidths=[None] * 5 + [90]))
     bad = [r for r in run.results if failing(r)]
     if bad:
-        failure_rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
+        failure_rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", in_layout(r),
                          str(r.status), r.expected, r.got, _fmt(r.max_abs_error), _fmt(r.allowed),
                          "" if r.index is None else tuple(r.index), r.message] for r in bad]
         headers = ["backend", "case", "dtype", "status", "expected", "got", "error", "allowed", "where", "message"]
@@ -329,7 +335,7 @@ def render_junit(run: Run) -> str:
                 ET.SubElement(case, "skipped", message=info.reason or "not run")
         for r in results:
             path, _, line = r.source.rpartition(":")
-            name = f"{r.case_id}[{r.dtype}]" + ("" if r.wrt is None else f"[{checked(r.wrt)}]")
+            name = f"{r.case_id}[{in_layout(r)}]" + ("" if r.wrt is None else f"[{checked(r.wrt)}]")
             case = ET.SubElement(suite, "testcase", classname=f"{r.backend}.{r.op}", name=name,
                                  file=path, line=line, time=f"{r.seconds:.6f}")
             if r.expectation == EXPECTED:  # as pytest writes an xfail

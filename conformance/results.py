@@ -51,11 +51,12 @@ class Result:
     tags: list[str] = field(default_factory=list)
     rerun: str = ""  # the command that reruns just this result, where the case file does not say it
     expectation: str = ""  # "expected" or "unexpected-pass" where an expectations manifest lists it (expectations.py)
+    layout: str = "c"  # the memory layout the backend received the arrays in (inputs.LAYOUTS)
 
     @property
-    def key(self) -> tuple[str, str, str, str | None]:
+    def key(self) -> tuple[str, str, str, str | None, str]:
         """What identifies a result within a run."""
-        return self.backend, self.case_id, self.dtype, self.wrt
+        return self.backend, self.case_id, self.dtype, self.wrt, self.layout
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from itertools import accumulate
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -18,14 +18,16 @@ from tqdm import tqdm
 import reference
 from reference import Expected, Rejected
 
-from . import compare, rejections, tolerance
+from . import compare, derivatives, rejections, tolerance
 from .adapter import (
+    DERIVATIVES,
     GRADIENT_METHODS,
     Backend,
     Unsupported,
     lacking,
     missing_features,
     needed_features,
+    supports,
     supports_grad,
 )
 from .cache import Cache
@@ -33,7 +35,7 @@ from .case import Case
 from .compare import Verdict
 from .dtypes import is_float
 from .execution import Call, Execution, describe
-from .inputs import Inputs, materialize
+from .inputs import Inputs, layout_applies, materialize
 from .isolation import Settings, calls_for
 from .isolation import probe as isolation_probe
 from .journal import Journal
@@ -106,12 +108,12 @@ def _specify(case: Case, inputs: Inputs, dtype: str) -> dict[str | None, _Specif
 
 def _specify_gradients(case: Case, inputs: Inputs) -> dict[str | None, _Specified]:
     try:
-        expected = reference.gradients(case.op, inputs.tensors, inputs.reduction, case.grad, inputs.grad_output)
+        expected = derivatives.expected(case, inputs)
     except Exception as exc:
         return dict.fromkeys(case.grad, _unspecified(case, exc))
     if case.reject:
         return dict.fromkeys(case.grad, _unspecified(case, None))
-    return {name: _Specified(expected=value, allowed=tolerance.allowed(case.op, value, case.tolerance, wrt=name))
+    return {name: _Specified(expected=value, allowed=derivatives.allowed(case, name, value))
             for name, value in expected.items()}
 
 
@@ -198,13 +200,25 @@ def _verdict(spec: _Specified, execution: Execution, wrt: str | None, backend: B
 
 
 def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: float = 0.0,
-            wrt: str | None = None) -> Result:
+            wrt: str | None = None, layout: str = "c") -> Result:
     return Result(
         backend=backend, case_id=case.id, op=case.op, dtype=dtype, status=verdict.status, message=verdict.message,
         source=case.source, wrt=wrt, expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
         allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
-        index=verdict.index, seconds=seconds, tags=list(case.tags),
+        index=verdict.index, seconds=seconds, tags=list(case.tags), layout=layout,
     )
+
+
+def layouts_of(case: Case, dtype: str, wanted: Sequence[str]) -> list[str]:
+    """The layouts of `wanted` that change how at least one of the case's arrays is laid out under `dtype`
+    (the inputs are built once more to see; a case that cannot be built keeps one layout, to report it)."""
+    if list(wanted) == ["c"]:
+        return ["c"]
+    try:
+        arrays = materialize(case, dtype).arrays()
+    except Exception:
+        return list(wanted[:1])
+    return [layout for layout in wanted if layout_applies(arrays, layout)]
 
 
 def _poisons(entry: Entry, case: Case) -> bool:
@@ -219,13 +233,15 @@ def run(
     progress: bool | None = None,
     *,
     isolation: Settings | None = Settings(),
-    previous: Mapping[tuple[str, str, str, str | None], Result] | None = None,
+    previous: Mapping[tuple[str, str, str, str | None, str], Result] | None = None,
     journal: Journal | None = None,
     cache: Cache | None = None,
+    layouts: Sequence[str] | None = None,
 ) -> Run:
     """Every case x dtype x available backend, backend calls in worker processes unless `isolation` is None.
 
     A gradient case makes one backend call and gets one result per differentiated tensor (`Case.checks`).
+    Each case runs in each of its layouts (`Case.layouts`), or in each of `layouts` where given.
     Results in `previous` (keyed by `Result.key`) are taken as they are where a call's results are all there;
     new results go to the journal as they are judged. Ctrl-C (KeyboardInterrupt) ends the run early: it
     returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal. With a `cache`,
@@ -238,11 +254,12 @@ def run(
         return Run(backends=[], complete=False)
     active = [entry for entry, info in zip(entries, infos) if info.available]
     wanted = set(dtypes) if dtypes else None
-    work = [(case, dtype) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted]
+    work = [(case, dtype, layout) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted
+            for layout in layouts_of(case, dtype, layouts or case.layouts)]
     # the results of one case x dtype x backend take consecutive places in the run's order, from `first`
-    firsts = list(accumulate((len(case.checks) * len(active) for case, _ in work), initial=0))
+    firsts = list(accumulate((len(case.checks) * len(active) for case, _, _ in work), initial=0))
     slots: list[Result | None] = [None] * firsts[-1]
-    waiting: dict[int, tuple[Entry, Case, str, dict[str | None, _Specified]]] = {}
+    waiting: dict[int, tuple[Entry, Case, str, str, dict[str | None, _Specified]]] = {}
     outcome = Run(backends=infos)
     if journal is not None:
         journal.begin(infos)
@@ -257,24 +274,25 @@ def run(
             journal.add(seq, result)
         bar.update()
 
-    def settle_call(first: int, entry: Entry, case: Case, dtype: str, verdicts: dict[str | None, Verdict],
-                    seconds: float = 0.0) -> None:
+    def settle_call(first: int, entry: Entry, case: Case, dtype: str, layout: str,
+                    verdicts: dict[str | None, Verdict], seconds: float = 0.0) -> None:
         share = seconds / len(verdicts)  # one backend call serves all the results of a gradient case
         for offset, wrt in enumerate(case.checks):
-            settle(first + offset, _record(entry.name, case, dtype, verdicts[wrt], share, wrt))
+            settle(first + offset, _record(entry.name, case, dtype, verdicts[wrt], share, wrt, layout))
 
     def judge(done: Iterable[tuple[int, Execution]]) -> None:
         for first, execution in done:
-            entry, case, dtype, specs = waiting.pop(first)
+            entry, case, dtype, layout, specs = waiting.pop(first)
             verdicts = {wrt: _verdict(spec, execution, wrt, entry.backend) for wrt, spec in specs.items()}
-            settle_call(first, entry, case, dtype, verdicts, execution.seconds)
+            settle_call(first, entry, case, dtype, layout, verdicts, execution.seconds)
 
     try:
-        for number, (case, dtype) in enumerate(work):
+        built: tuple[Case, str, tuple[Inputs | None, dict[str | None, _Specified]]] | None = None
+        for number, (case, dtype, layout) in enumerate(work):
             todo = []
             for index, entry in enumerate(active):
                 first = firsts[number] + index * len(case.checks)
-                kept = [previous.get((entry.name, case.id, dtype, wrt)) for wrt in case.checks]
+                kept = [previous.get((entry.name, case.id, dtype, wrt, layout)) for wrt in case.checks]
                 if all(result is not None for result in kept):
                     for offset, result in enumerate(kept):
                         settle(first + offset, result, new=False)  # type: ignore[arg-type]
@@ -282,25 +300,33 @@ def run(
                     todo.append((first, index, entry))
             if not todo:
                 continue
-            inputs, specs = _build(case, dtype, cache)
+            if built is None or built[0] is not case or built[1] != dtype:  # a case x dtype builds once for its layouts
+                built = case, dtype, _build(case, dtype, cache)
+            inputs, specs = built[2]
             float_dtypes = {case.tensor_dtype(name, dtype) for name in case.inputs} | {dtype}
             for first, index, entry in todo:
                 assert entry.backend is not None
                 missing = sorted(d for d in float_dtypes if is_float(d) and d not in entry.backend.dtypes)
                 if missing:
                     verdict = Verdict(Status.SKIPPED, f"{entry.name} does not compute in {', '.join(missing)}")
-                    settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
-                elif (reason := lacking(lacks[index], needed_features(case.op, case.inputs, case.reduction,
-                                                                        bool(case.grad)))) is not None:
+                    settle_call(first, entry, case, dtype, layout, dict.fromkeys(specs, verdict))
+                elif (reason := lacking(lacks[index], needed_features(
+                        case.op, case.inputs, case.reduction, bool(case.grad) and case.derivative == "grad"))) is not None:
                     verdict = Verdict(Status.UNSUPPORTED, f"{entry.name} lacks {reason}",
                                       expected=compare.expected_rejection(case.reject))
-                    settle_call(first, entry, case, dtype, dict.fromkeys(specs, verdict))
+                    settle_call(first, entry, case, dtype, layout, dict.fromkeys(specs, verdict))
+                elif case.grad and not supports(entry.backend, case.op, case.derivative):
+                    method = DERIVATIVES[case.derivative][case.op]
+                    kind = {"grad": "gradient", "grad2": "second-order", "jvp": "forward-mode"}[case.derivative]
+                    verdict = Verdict(Status.UNSUPPORTED, f"{entry.name} has no {kind} capability for {case.op} "
+                                                          f"({method})")
+                    settle_call(first, entry, case, dtype, layout, dict.fromkeys(specs, verdict))
                 elif inputs is None or any(spec.error is not None for spec in specs.values()):
-                    settle_call(first, entry, case, dtype,
+                    settle_call(first, entry, case, dtype, layout,
                                 {wrt: Verdict(Status.ERROR, spec.error or "") for wrt, spec in specs.items()})
                 else:
-                    waiting[first] = (entry, case, dtype, specs)
-                    request = Call(case.op, inputs.arrays(), inputs.reduction, case.grad)
+                    waiting[first] = (entry, case, dtype, layout, specs)
+                    request = Call(case.op, inputs.arrays(), inputs.reduction, case.grad, layout, case.derivative)
                     calls.submit(first, index, request, fresh=_poisons(entry, case))
             judge(calls.ready())
             while len(waiting) > IN_FLIGHT:

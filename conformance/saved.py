@@ -13,7 +13,7 @@ from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .loader import VALIDATION_ERRORS, schema_validator
 
-ResultKey = tuple[str, str, str, "str | None"]
+ResultKey = tuple[str, str, str, "str | None", str]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def key(result: dict[str, Any]) -> ResultKey:
     """What identifies a result within a run (as `Result.key`)."""
-    return result["backend"], result["case_id"], result["dtype"], result["wrt"]
+    return result["backend"], result["case_id"], result["dtype"], result["wrt"], result.get("layout", "c")
 
 
 def number(value: Any) -> float | None:

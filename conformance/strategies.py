@@ -17,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 from reference import FLOAT_DTYPES, FORMATS, REDUCTIONS, Format
 
 from .dtypes import NUMPY_DTYPES
+from .inputs import LAYOUTS
 
 LN2 = math.log(2)
 MAX_SIDE = 4  # at most 4**4 = 256 elements: large enough for every broadcasting pattern, small enough to be fast
@@ -33,6 +34,7 @@ class Sample:
     seed: int = 0  # for the random parts of transforms (a permutation)
     grad: tuple[str, ...] = ()  # tensors to differentiate the loss by; empty: the loss itself
     grad_output: np.ndarray | None = None  # the incoming gradient; None: ones
+    layout: str = "c"  # the memory layout the backend receives the arrays in (inputs.LAYOUTS)
 
     def with_grad(self, wrt: tuple[str, ...]) -> Sample:
         return replace(self, grad=tuple(wrt))
@@ -93,8 +95,9 @@ def arrays(dtype: str, shape: tuple[int, ...], kind: str) -> st.SearchStrategy[n
 
 
 def shapes(nonempty: bool = False) -> st.SearchStrategy[tuple[int, ...]]:
-    """0-d, 1-d to 4-d, and (unless `nonempty`) empty shapes."""
-    options = [st.just(()), hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=MAX_SIDE)]
+    """0-d, 1-d to 4-d (3-d and 4-d drawn as often as the rest), and (unless `nonempty`) empty shapes."""
+    options = [st.just(()), hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=MAX_SIDE),
+               hnp.array_shapes(min_dims=3, max_dims=4, min_side=1, max_side=3)]
     if not nonempty:
         options.append(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=2).filter(lambda s: 0 in s))
     return st.one_of(*options)
@@ -161,7 +164,8 @@ def samples(
             tensors["weight"] = draw(arrays(dtype, draw(rejected_shapes(shape)), "weight"))
         else:
             reduction = draw(st.sampled_from(["avg", "Mean", "", None]))
-    return Sample(op, dtype, tensors, reduction, draw(st.integers(0, 2**32 - 1)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return Sample(op, dtype, tensors, reduction, seed, layout=draw(st.sampled_from(LAYOUTS)))
 
 
 @st.composite

@@ -604,3 +604,117 @@ class RearrangedGradients(_Grads):
 
 
 VARIANTS = [Float64Upcast, LogInsteadOfLog1p, ReversedFloat64Sum, SymmetricSoftplusLogits, RearrangedGradients]
+
+
+# --- issue 12: higher ranks, memory layouts, shape corners, long tensors, own sigmoid, higher-order gradients ---
+
+class HigherRankOnly(_Bce):
+    """Right up to 2-D; from 3-D on, pairs each input with the target of the reversed last axis."""
+
+    catches = {"rank3-bce-none": "float64", "rank4-bce-mean": "float32"}
+
+    def terms(self, p, y):
+        return _bce_terms(p, y[..., ::-1] if y.ndim >= 3 else y)
+
+
+class LayoutDependentPairing(_Bce):
+    """Reads the input in memory order (ravel order 'K') and the target in C order: right for C-contiguous
+    arrays only."""
+
+    catches = {"rank3-bce-none": "float32"}
+
+    def terms(self, p, y):
+        return _bce_terms(p.ravel(order="K"), y.ravel()).reshape(p.shape)
+
+
+class SqueezesSize1(_Logits):
+    """Drops size-1 dimensions of an unreduced loss (np.squeeze), as code that squeezes model outputs does."""
+
+    catches = {"size1-leading": "float32", "size1-last": "float64"}
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        loss = super().bce_with_logits(input, target, weight=weight, pos_weight=pos_weight, reduction=reduction)
+        return np.squeeze(loss)
+
+
+class SquareWeightPerSample(_Bce):
+    """Reads an (N, N) weight on an (N, N) input as one weight per sample (its diagonal), not per element."""
+
+    catches = {"weight-square-bce-none": "float32", "weight-square-bce-mean": "float64"}
+
+    def bce(self, input, target, *, weight, reduction):
+        if weight is not None and weight.ndim == 2 and weight.shape == input.shape and input.shape[0] == input.shape[1]:
+            weight = np.diagonal(weight)[:, None].copy()
+        return super().bce(input, target, weight=weight, reduction=reduction)
+
+
+class Float32FastPathLargeNone(_Bce):
+    """Computes unreduced losses of more than 1024 elements in float32, whatever the dtype."""
+
+    catches = {"long-none-bce": "float64"}
+
+    def terms(self, p, y):
+        if p.size > 1024 and p.dtype == np.float64:
+            return _bce_terms(p.astype(np.float32), y.astype(np.float32)).astype(p.dtype)
+        return _bce_terms(p, y)
+
+
+class Bfloat16ByTruncation(_Logits):
+    """Rounds bfloat16 results by dropping the low 16 bits of the float32 value (toward zero), not to nearest even."""
+
+    catches = {"bfloat16-product-rounds-to-inf": "bfloat16"}
+
+    def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
+        wide = {name: None if a is None else a.astype(np.float32) for name, a in
+                (("input", input), ("target", target), ("weight", weight), ("pos_weight", pos_weight))}
+        loss = super().bce_with_logits(wide["input"], wide["target"], weight=wide["weight"],
+                                       pos_weight=wide["pos_weight"], reduction=reduction)
+        if target.dtype not in FLOATS or target.dtype.itemsize != 2 or target.dtype == np.float16:
+            return loss.astype(target.dtype)
+        bits = (np.ascontiguousarray(loss, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        return bits.view(target.dtype)
+
+
+class TanhSigmoid(Altered):
+    """sigmoid(x) = (1 + tanh(x / 2)) / 2: 1 + tanh cancels for negative x, so sigmoid_bce loses accuracy."""
+
+    catches = {"long-none-sigmoid-bce": "float32"}
+
+    def sigmoid(self, input):
+        x = input.astype(np.float32) if input.dtype.itemsize < 4 else input
+        return ((1 + np.tanh(x / 2)) / 2).astype(input.dtype)
+
+
+class WrongSecondOrderTerm(Altered):
+    """Double backward of BCE with logits without the pos_weight factor: sigmoid'(x) instead of (pw y + 1 - y)
+    sigmoid'(x)."""
+
+    catches = {"grad2-logits-pos-weight": "float64", "grad2-logits-bchw-weight": "float32"}
+
+    def bce_with_logits_grad2(self, input, target, *, pos_weight, **kwargs):
+        return super().bce_with_logits_grad2(input, target, pos_weight=None, **kwargs)
+
+
+class WrongForwardModeTerm(Altered):
+    """Forward mode of BCE with logits by target as -x (the derivative without pos_weight) whatever pos_weight."""
+
+    catches = {"jvp-logits-pos-weight-sum": "float64"}
+
+    def bce_with_logits_jvp(self, input, target, *, weight, pos_weight, reduction, tangent, wrt):
+        results = dict(super().bce_with_logits_jvp(input, target, weight=weight, pos_weight=pos_weight,
+                                                   reduction=reduction, tangent=tangent, wrt=wrt))
+        if "target" in wrt:
+            results.update(super().bce_with_logits_jvp(input, target, weight=weight, pos_weight=None,
+                                                       reduction=reduction, tangent=tangent, wrt=("target",)))
+        return results
+
+
+MUTANTS += [HigherRankOnly, LayoutDependentPairing, SqueezesSize1, SquareWeightPerSample, Float32FastPathLargeNone,
+            Bfloat16ByTruncation, TanhSigmoid, WrongSecondOrderTerm, WrongForwardModeTerm]
+
+# The rank-3 and rank-4 cases now catch the two mutants that only the properties caught before (a mutant that only
+# fuzz catches shows a missing case): they join the mutants that `run` must flag.
+MeanAssumes2D.catches = {"rank4-bce-mean": "float32", "rank3-bce-mean-weight": "float64"}
+PosWeightChannelAxis.catches = {"size1-with-pos-weight-mean": "float32", "long-none-logits-pos-weight": "float64"}
+MUTANTS += [MeanAssumes2D, PosWeightChannelAxis]
+FUZZ_ONLY_MUTANTS.clear()

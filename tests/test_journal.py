@@ -107,7 +107,7 @@ def test_a_killed_run_keeps_its_results_leaves_no_process_and_resumes(capsys, tm
     assert finished.complete
     keys = [r.key for r in finished.results]
     assert len(keys) == len(set(keys)) == 23
-    assert {(r["backend"], r["case_id"], r["dtype"], r["wrt"]) for r in kept} <= set(keys)
+    assert {(r["backend"], r["case_id"], r["dtype"], r["wrt"], r["layout"]) for r in kept} <= set(keys)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")

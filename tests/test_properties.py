@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from conformance import registry, runner
+from conformance import registry
 from conformance.cli import main
 from conformance.errors import ConfigError
 from conformance.execution import in_process
@@ -96,11 +96,10 @@ def test_property_catches_mutant(mutant, prop_id, op, dtype):
     assert result.status in (Status.FAILED, Status.ERROR), result.message
 
 
-@pytest.mark.parametrize("mutant", mutants.FUZZ_ONLY_MUTANTS, ids=lambda m: m.__name__)
-def test_fuzz_only_mutants_escape_the_fixed_cases(mutant, shipped_cases):
-    backend = mutant()
-    outcome = runner.run(shipped_cases, [Entry(backend.name, "test", backend)], progress=False, isolation=None)
-    assert all(r.status in (Status.PASSED, Status.UNSUPPORTED) for r in outcome.results)
+def test_no_mutant_escapes_the_fixed_cases():
+    """The properties still catch MeanAssumes2D and PosWeightChannelAxis (above), and now the cases do too."""
+    assert not mutants.FUZZ_ONLY_MUTANTS
+    assert {mutants.MeanAssumes2D, mutants.PosWeightChannelAxis} <= set(mutants.MUTANTS)
 
 
 def test_counterexample_is_saved_as_a_case_that_replays(tmp_path, capsys):

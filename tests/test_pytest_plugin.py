@@ -9,6 +9,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from conformance import runner
+
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
 PLUGIN = ["-p", "conformance.pytest_plugin", "-p", "no:cacheprovider"]
@@ -152,10 +154,12 @@ def test_pytest_xdist_spreads_the_cases(pytester, monkeypatch):
 
 
 def test_it_collects_what_run_runs(session, shipped_cases):
-    """Every result of `python -m conformance run` is one test, integer and boolean dtypes included."""
-    expected = sum(len(case.checks) * len(case.dtypes) for case in shipped_cases)
+    """Every result of `python -m conformance run` is one test, integer and boolean dtypes and layouts included."""
+    expected = sum(len(case.checks) * len(runner.layouts_of(case, dtype, case.layouts))
+                   for case in shipped_cases for dtype in case.dtypes)
     result = session("--conformance-backend", "numpy", "--collect-only", "-q")
     assert sum("::" in line for line in result.stdout.lines) == expected
+    assert "conformance-numpy::rank3-bce-none[float32-fortran]" in result.stdout.lines
 
 
 def test_a_manifest_lists_properties_by_id(pytester, session):

@@ -176,4 +176,59 @@ class NumpyBackend:
         return {name: grad.astype({"input": input.dtype, "target": target.dtype}[name]) for name, grad in grads.items()}
 
 
+    def bce_grad2(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                  grad_output: np.ndarray, tangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """By input, PyTorch's double-backward formula (p^2 - 2 p y + y) / ((p + 1e-12)^2 (1 - p + 1e-12)^2);
+        by target, -1 / max(p (1 - p), 1e-12)."""
+        _check_bce(input, target, weight, reduction)
+        _check_wrt(wrt)
+        p, y = input, target
+        local = {}
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            shift = np.asarray(1e-12).astype(p.dtype)
+            if "input" in wrt:
+                local["input"] = (p * p - 2 * p * y + y) / ((p + shift) ** 2 * (1 - p + shift) ** 2)
+            if "target" in wrt:
+                local["target"] = -1 / np.maximum(p * (1 - p), shift)
+            return {name: _backward(d * tangent.astype(d.dtype), grad_output, weight, reduction, p.dtype)
+                    for name, d in local.items()}
+
+    def bce_with_logits_grad2(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None,
+                              pos_weight: np.ndarray | None, reduction: Any, grad_output: np.ndarray,
+                              tangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """By input (pw y + 1 - y) sigmoid(x) (1 - sigmoid(x)); by target (pw - 1) sigmoid(x) - pw."""
+        _check_logits(input, target, weight, pos_weight, reduction)
+        _check_wrt(wrt)
+        work = np.promote_types(input.dtype, target.dtype)
+        x, y = input.astype(work), target.astype(work)
+        pw = np.ones((), work) if pos_weight is None else pos_weight.astype(work)
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = np.exp(-np.abs(x))
+            sigmoid = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+            local = {"input": (pw * y + 1 - y) * sigmoid * (1 - sigmoid), "target": (pw - 1) * sigmoid - pw}
+            return {name: _backward(local[name] * tangent.astype(work), grad_output, weight, reduction, work).astype(
+                {"input": input.dtype, "target": target.dtype}[name]) for name in wrt}
+
+    def bce_jvp(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                tangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The first-order element derivative times the tangent, reduced as the loss is."""
+        ones = np.ones((), target.dtype)
+        grads = self.bce_grad(input, target, weight=weight, reduction="none", grad_output=ones, wrt=wrt)
+        return {name: _reduce(_wide(grad) * _wide(tangent), reduction, target.dtype) for name, grad in grads.items()}
+
+    def bce_with_logits_jvp(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None,
+                            pos_weight: np.ndarray | None, reduction: Any, tangent: np.ndarray,
+                            wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The first-order element derivative times the tangent, reduced as the loss is."""
+        ones = np.ones((), target.dtype)
+        grads = self.bce_with_logits_grad(input, target, weight=weight, pos_weight=pos_weight, reduction="none",
+                                          grad_output=ones, wrt=wrt)
+        return {name: _reduce(_wide(grad) * _wide(tangent), reduction, target.dtype) for name, grad in grads.items()}
+
+
+def _wide(array: np.ndarray) -> np.ndarray:
+    """float32 at least: float16 and bfloat16 products are formed wider, as PyTorch's CPU kernels do."""
+    return array.astype(np.float32) if array.dtype.itemsize < 4 else array
+
+
 BACKENDS = [NumpyBackend()]

@@ -1,0 +1,39 @@
+"""What the specification says of second-order and forward-mode gradient cases: reference values and tolerances."""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import yaml
+
+from reference import Expected, gradients
+from reference.derivatives import forward_mode, second_order
+
+from . import tolerance
+from .case import Case, ToleranceOverride
+from .inputs import Inputs
+
+
+@lru_cache(maxsize=1)
+def _roundings() -> dict[tuple[str, str, str], float]:
+    text = resources.files("conformance").joinpath("data/derivatives.yaml").read_text(encoding="utf-8")
+    return {(kind, op, name): float(count) for kind, ops in yaml.safe_load(text).items()
+            for op, names in ops.items() for name, count in names.items()}
+
+
+def expected(case: Case, inputs: Inputs) -> dict[str, Expected]:
+    """The reference value of each result of a gradient case (raises reference.Rejected as the reference does)."""
+    if case.derivative == "grad2":
+        return second_order(case.op, inputs.tensors, inputs.reduction, case.grad, inputs.grad_output, inputs.tangent)
+    if case.derivative == "jvp":
+        return forward_mode(case.op, inputs.tensors, inputs.reduction, case.grad, inputs.tangent)
+    return gradients(case.op, inputs.tensors, inputs.reduction, case.grad, inputs.grad_output)
+
+
+def allowed(case: Case, wrt: str, value: Expected) -> np.ndarray:
+    """The admissible error of each element of one result: the case's override, else the derivative's count."""
+    if case.derivative == "grad" or case.tolerance is not None:
+        return tolerance.allowed(case.op, value, case.tolerance, wrt=wrt)
+    count = _roundings()[(case.derivative, case.op, wrt)]
+    return tolerance.allowed(case.op, value, ToleranceOverride(count, "data/derivatives.yaml"), wrt=wrt)
