@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import runner
-from conformance.registry import Entry
+import conformance
 from conformance.results import Status
 
 from .mutants import MUTANTS, VARIANTS
+
+pytestmark = pytest.mark.xdist_group("mutant-run")  # with --dist loadgroup, one worker runs `outcome`, once
 
 
 @pytest.fixture(scope="module")
 def outcome(shipped_cases):
     backends = [cls() for cls in MUTANTS + VARIANTS]
-    return runner.run(shipped_cases, [Entry(b.name, "test", b) for b in backends], progress=False)
+    return conformance.run(backends, cases=shipped_cases)
 
 
 def _results(outcome, backend, case_id, dtype):
