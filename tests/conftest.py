@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from conformance import profiles
 from conformance.loader import load_cases
 
 pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest sessions of its own
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _in_the_repository(monkeypatch):
+    """Paths the tests name (cases/document.yaml) are the repository's, wherever pytest was started from."""
+    monkeypatch.chdir(ROOT)
 
 
 @pytest.fixture(scope="session")
@@ -12,10 +23,11 @@ def shipped_cases():
     return load_cases()
 
 
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's plugin loads a --hypothesis-profile
 def pytest_configure(config):
     """The property tests use the fast, derandomised profile unless --hypothesis-profile names another."""
-    import conformance.fuzz  # registers the bce-ci and bce-nightly profiles  # noqa: F401
     from hypothesis import settings
 
+    profiles.register()
     if config.getoption("hypothesis_profile", None) is None:
-        settings.load_profile("bce-ci")
+        settings.load_profile(profiles.PROFILES["ci"])
