@@ -89,7 +89,7 @@ def _travels(obj: Any) -> bool:
 
 def _portable_value(value: Any) -> Any:
     """The value, or a `_Stranger` for it; a mapping (of gradients) that cannot travel becomes a dict of its items."""
-    if isinstance(value, (np.ndarray, np.generic)) and value.dtype != object or _travels(value):
+    if (isinstance(value, (np.ndarray, np.generic)) and value.dtype != object) or _travels(value):
         return value
     if isinstance(value, Mapping):
         try:
@@ -109,7 +109,7 @@ def _portable(execution: Execution) -> Execution:
     if outcome.error is not None:
         if _travels(outcome.error):
             return execution
-        return replace(execution, outcome=Outcome(error=_Stranger.of(outcome.error)))
+        return replace(execution, outcome=Outcome(error=_Stranger.of(outcome.error)))  # type: ignore[arg-type]
     value = _portable_value(outcome.value)
     return execution if value is outcome.value else replace(execution, outcome=Outcome(value=value))
 
@@ -136,7 +136,7 @@ def _die_with_runner() -> None:
     """A thread that ends this worker when the runner dies (killed, even), whatever call the worker is stuck in."""
     runner = multiprocessing.parent_process()
     if runner is not None:
-        threading.Thread(target=lambda: (runner.join(), os.kill(os.getpid(), signal.SIGKILL)), daemon=True).start()
+        threading.Thread(target=lambda: (runner.join(), os.kill(os.getpid(), signal.SIGKILL)), daemon=True).start()  # type: ignore[func-returns-value]
 
 
 def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
@@ -353,7 +353,7 @@ class Workers:
             if not running:
                 return
             deadline = min(lane.started for lane in running) + self.settings.timeout
-            wait([w for lane in running for w in (lane.conn, lane.process.sentinel)],
+            wait([w for lane in running for w in (lane.conn, lane.process.sentinel)],  # type: ignore[misc]
                  max(0.0, deadline - time.monotonic()) + 0.01)
 
     def close(self) -> None:
@@ -366,5 +366,5 @@ class Workers:
 def calls_for(entries: Sequence[Entry], settings: Settings | None, preload: Iterable[str] = ()) -> Calls:
     """Where the entries' calls run: worker processes under `settings`; None: this process (for a debugger)."""
     if settings is None:
-        return InProcess([entry.backend for entry in entries])
+        return InProcess([entry.backend for entry in entries])  # type: ignore[misc]
     return Workers(entries, settings, preload)

@@ -110,15 +110,15 @@ def build(regions: Iterable[Region], entries: list[Entry], dtypes: Iterable[str]
                disable=None if progress is None else not progress, leave=False)
     for p in plans:
         op, dtype = p.region.op, p.dtype
-        backends = [(backend, name) for backend, name in active if dtype in backend.dtypes]
+        backends = [(backend, name) for backend, name in active if dtype in backend.dtypes]  # type: ignore[union-attr]
         atlas.skipped += [(name, dtype) for backend, name in active
-                          if dtype not in backend.dtypes and (name, dtype) not in atlas.skipped]
+                          if dtype not in backend.dtypes and (name, dtype) not in atlas.skipped]  # type: ignore[union-attr]
         names = [REFERENCE] + [name for _, name in backends]
         agreement = agreements.setdefault((op, dtype), AgreementAccumulator(op, dtype, names))
         rows = {name: RowAccumulator(name, p) for _, name in backends}
         done = _Progress()
         try:
-            _sweep(p, backends, rows, agreement, done, bar)
+            _sweep(p, backends, rows, agreement, done, bar)  # type: ignore[arg-type]
         except KeyboardInterrupt:
             atlas.interrupted = True
             for row in rows.values():
