@@ -1,20 +1,26 @@
 """Every mutant is flagged on the cases it must fail; every correct variant passes everything."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 import conformance
+from conformance.loader import load_cases
 from conformance.results import Status
 
 from .mutants import MUTANTS, VARIANTS
 
-pytestmark = pytest.mark.xdist_group("mutant-run")  # with --dist loadgroup, one worker runs `outcome`, once
+
+@functools.cache
+def _mutant_run():
+    """Every mutant and variant on every shipped case; once per process, however pytest-xdist orders the tests."""
+    return conformance.run([cls() for cls in MUTANTS + VARIANTS], cases=load_cases())
 
 
-@pytest.fixture(scope="module")
-def outcome(shipped_cases):
-    backends = [cls() for cls in MUTANTS + VARIANTS]
-    return conformance.run(backends, cases=shipped_cases)
+@pytest.fixture
+def outcome():
+    return _mutant_run()
 
 
 def _results(outcome, backend, case_id, dtype):

@@ -3,16 +3,17 @@ parse, the tox environments they name exist, and the quick start's output is wha
 from __future__ import annotations
 
 import configparser
+import functools
+import importlib.util
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 
 import conformance
 from conformance.cli import _parser, main
-from conformance.registry import from_spec
+from conformance.loader import load_cases
 from conformance.results import Status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,23 +22,30 @@ DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 FAILING = (Status.FAILED, Status.ERROR, Status.CRASHED, Status.TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def adapters_run(shipped_cases, tmp_path_factory):
-    """The README's adapter and examples/numpy-adapter's, copied as they are, run together (one reference pass)."""
+def _readme_adapter() -> str:
+    return re.search(r"<!-- adapter-example -->\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1)
+
+
+@functools.cache
+def _adapters_run():
+    """The README's adapter and examples/numpy-adapter's, as written, run together (one reference pass), once per
+    process however pytest-xdist orders the tests."""
+    readme: dict = {}
+    exec(compile(_readme_adapter(), str(README), "exec"), readme)
+    spec = importlib.util.spec_from_file_location("my_adapter", ROOT / "examples" / "numpy-adapter" / "my_adapter.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return conformance.run([readme["BACKEND"], example.BACKEND], cases=load_cases(), isolation=False)
+
+
+@pytest.fixture
+def adapters_run():
     pytest.importorskip("torch")
-    code = re.search(r"<!-- adapter-example -->\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1)
-    assert len(code.splitlines()) <= 35  # a short one: the complete adapter lives in examples/
-    folder = tmp_path_factory.mktemp("readme")
-    (folder / "readme_adapter.py").write_text(code)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(folder))
-        patch.syspath_prepend(str(ROOT / "examples" / "numpy-adapter"))
-        try:
-            backends = [*from_spec("readme_adapter:BACKEND"), *from_spec("my_adapter:BACKEND")]
-            return conformance.run(backends, cases=shipped_cases, isolation=False)
-        finally:
-            sys.modules.pop("readme_adapter", None)
-            sys.modules.pop("my_adapter", None)
+    return _adapters_run()
+
+
+def test_the_readme_adapter_is_short():
+    assert len(_readme_adapter().splitlines()) <= 35  # the complete adapter lives in examples/
 
 
 def _results(run, name):
@@ -47,14 +55,12 @@ def _results(run, name):
     return results
 
 
-@pytest.mark.xdist_group("readme-adapters")  # one worker runs `adapters_run`, once
 def test_readme_adapter_passes_every_loss_case(adapters_run):
     by_kind = {(r.wrt is not None, r.status) for r in _results(adapters_run, "my-torch")}
     assert (False, Status.PASSED) in by_kind and (False, Status.SKIPPED) in by_kind  # bfloat16 is skipped
     assert {status for graded, status in by_kind if graded} == {Status.UNSUPPORTED, Status.SKIPPED}
 
 
-@pytest.mark.xdist_group("readme-adapters")  # one worker runs `adapters_run`, once
 def test_example_adapter_passes_every_case_gradients_included(adapters_run):
     results = _results(adapters_run, "mylib")
     statuses = {r.status for r in results}
