@@ -12,10 +12,13 @@ pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest session
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _in_the_repository(monkeypatch):
-    """Paths the tests name (cases/document.yaml) are the repository's, wherever pytest was started from."""
-    monkeypatch.chdir(ROOT)
+@pytest.fixture(scope="session", autouse=True)
+def _in_the_repository():
+    """Paths the tests name (cases/document.yaml) are the repository's, wherever pytest was started from
+    (session scope: before any module's fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        yield
 
 
 @pytest.fixture(scope="session")
