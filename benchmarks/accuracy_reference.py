@@ -16,7 +16,7 @@ import numpy as np
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's reference/, installed or not
-from reference import FORMATS, exact, sweep  # noqa: E402
+from reference import FORMATS, exact, sweep
 
 DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64}
 EXACT_POINTS = 2000

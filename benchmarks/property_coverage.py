@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, seed, settings
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's packages, installed or not
-from conformance import registry  # noqa: E402
-from conformance.execution import in_process  # noqa: E402
-from conformance.properties import all_properties  # noqa: E402
-from reference import FLOAT_DTYPES  # noqa: E402
+from conformance import registry
+from conformance.execution import in_process
+from conformance.properties import all_properties
+from reference import FLOAT_DTYPES
 
 
 def judged_share(invoke, prop, op: str, dtype: str, examples: int, run_seed: int) -> float:

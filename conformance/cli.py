@@ -25,10 +25,11 @@ from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
-from .fuzz import PROFILES, FuzzConfig, fuzz
+from .fuzz import FuzzConfig, fuzz
 from .inputs import LAYOUTS
 from .isolation import DEFAULT_TIMEOUT, Settings
 from .loader import load_cases
+from .profiles import PROFILES
 from .properties import all_properties
 from .results import Run, Status
 
@@ -233,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard = None
     if args.shard is not None:
         selected = len(cases)
-        cases, shard = shards.split(cases, *args.shard, args.dtype)
+        cases, shard = shards.split(cases, *args.shard, args.dtype)  # type: ignore[call-arg]
         if not cases:
             print(f"conformance: shard {args.shard[0]}/{args.shard[1]} holds none of the {selected} cases selected",
                   file=sys.stderr)
@@ -242,8 +243,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.update_expectations is not None and len(entries) != 1:
         raise ConfigError(f"{args.update_expectations}: --update-expectations records one backend's manifest; "
                           f"select it with --backend")
-    selected = {e.name for e in entries} | {e.origin for e in entries}
-    required = [name for name in args.require or [] if name not in selected]  # --require selects its backend
+    selected = {e.name for e in entries} | {e.origin for e in entries}  # type: ignore[assignment]
+    required = [name for name in args.require or [] if name not in selected]  # type: ignore[operator]  # --require selects its backend
     entries += registry.select(required) if required else []
     sink = (journal.Journal(path, resume=args.resume is not None, command=_command_line(args), shard=shard)
             if path is not None else None)

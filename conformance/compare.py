@@ -48,7 +48,7 @@ def describe(value: Any) -> str:
     if isinstance(value, (np.ndarray, np.generic)):
         array = np.asarray(value)
         if array.ndim == 0 and str(array.dtype) in FLOAT_DTYPES:
-            return f"{_number(array.astype(np.float64))} ({array.dtype})"
+            return f"{_number(array.astype(np.float64))} ({array.dtype})"  # type: ignore[arg-type]
         return f"{array.dtype} array of shape {array.shape}"
     try:
         shown = repr(value)
@@ -148,7 +148,7 @@ def check_value(outcome: Outcome, expected: Expected, allowed: np.ndarray) -> Ve
     if got.size == 0:
         return Verdict(Status.PASSED, "empty result, as expected", expected=want, got=describe(got))
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    stats = dict(
+    stats: dict[str, Any] = dict(
         expected=_number(e[worst]), got=_number(g[worst]), max_abs_error=float(err.max()),
         allowed=float(allowed[worst]), max_ulp_error=float(ulps.max()), headroom=float(ratio.max()),
         index=[int(i) for i in worst],

@@ -219,7 +219,7 @@ def _budget(results: list[Result]) -> dict[str, float]:
     budget = {}
     for key, values in (("max_ulp", [r.max_ulp_error for r in results]), ("max_headroom", [r.headroom for r in results])):
         if all(v is not None and math.isfinite(v) for v in values):
-            budget[key] = float(max(values))  # type: ignore[type-var]
+            budget[key] = float(max(values))  # type: ignore[type-var, arg-type]
     return budget
 
 

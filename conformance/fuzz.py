@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from tqdm import tqdm
@@ -22,18 +22,13 @@ from .compare import Verdict
 from .errors import ConfigError
 from .execution import Invoke, in_process, invoker
 from .isolation import Settings, calls_for
+from .profiles import SETTINGS
 from .properties import Property, all_properties, not_checkable, specified
 from .registry import Entry
 from .results import BackendInfo, Result, Status
 from .runner import Run, probe
 from .strategies import Sample
 
-_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("bce-ci", max_examples=50, derandomize=True, database=None, deadline=None,
-                          suppress_health_check=_QUIET)  # fast and the same every run: a gate must not flicker
-settings.register_profile("bce-nightly", max_examples=10_000, deadline=None, suppress_health_check=_QUIET)
-PROFILES = {"ci": "bce-ci", "nightly": "bce-nightly"}
-"""Hypothesis settings profiles, also for pytest (`--hypothesis-profile bce-ci`); `fuzz --profile ci|nightly`."""
 DEFAULT_SEEDS = {"ci": 0, "nightly": None}  # nightly: a fresh seed, printed in the report
 
 
@@ -52,7 +47,7 @@ class FuzzConfig:
         return default if default is not None else random.SystemRandom().randrange(2**32)
 
     def max_examples(self) -> int:
-        return self.examples if self.examples is not None else settings.get_profile(PROFILES[self.profile]).max_examples
+        return self.examples if self.examples is not None else SETTINGS[self.profile].max_examples
 
 
 class _Counterexample(Exception):
@@ -75,7 +70,7 @@ def _explore(invoke: Invoke, prop: Property, op: str, dtype: str, config: FuzzCo
     database = DirectoryBasedExampleDatabase(str(config.database)) if config.database else None
 
     @seed(run_seed)
-    @settings(settings.get_profile(PROFILES[config.profile]), max_examples=config.max_examples(), derandomize=False,
+    @settings(SETTINGS[config.profile], max_examples=config.max_examples(), derandomize=False,
               database=database, print_blob=False, report_multiple_bugs=False)
     @given(prop.strategy(op, dtype))
     def explore(sample: Sample) -> None:
@@ -234,7 +229,7 @@ def _fuzz_one(run: Run, invoke: Invoke, entry: Entry, info: BackendInfo, prop: P
         run.results.append(Result(info.name, prop.id, op, dtype, status, message, fields.pop("source", source),
                                   wrt, **fields))
 
-    reason = not_checkable(entry.backend, info.name, prop, op, dtype)
+    reason = not_checkable(entry.backend, info.name, prop, op, dtype)  # type: ignore[arg-type]
     if reason is not None:
         record(*reason)
         return

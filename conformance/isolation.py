@@ -539,5 +539,5 @@ def probe(entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo],
 def calls_for(entries: Sequence[Entry], settings: Settings | None, preload: Iterable[str] = ()) -> Calls:
     """Where the entries' calls run: worker processes under `settings`; None: this process (for a debugger)."""
     if settings is None:
-        return InProcess([entry.backend for entry in entries])
+        return InProcess([entry.backend for entry in entries])  # type: ignore[misc]
     return Workers(entries, settings, preload)

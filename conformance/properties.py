@@ -4,7 +4,6 @@ A sample's `grad` names the tensors whose gradients are checked; without it, the
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping, Protocol
@@ -220,7 +219,7 @@ class Metamorphic:
         for side in sides:
             if isinstance(side, Verdict):
                 return _labelled(side, label)
-        (values_left, allowed_left), (values_right, allowed_right) = sides
+        (values_left, allowed_left), (values_right, allowed_right) = sides  # type: ignore[misc]
         factor = relation.right.factor(sample)
         for quantity in values_left:
             got, bound = values_left[quantity], allowed_left[quantity]
@@ -245,7 +244,7 @@ class Metamorphic:
 
 def all_properties() -> list[Property]:
     relations = load_relations()
-    return [MatchesReference(), MatchesReference(gradient=True), *(Metamorphic(r) for r in relations)]
+    return [MatchesReference(), MatchesReference(gradient=True), *(Metamorphic(r) for r in relations)]  # type: ignore[list-item]
 
 
 def not_checkable(backend: Backend, name: str, prop: Property, op: str, dtype: str) -> tuple[Status, str] | None:

@@ -150,6 +150,7 @@ def _unmatched(plan: Plan) -> list[str]:
             and not any(target.listing(prop, dtype) is entry for prop, _, dtype in plan.property_work())]
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("conformance_backend"):
         return
@@ -161,11 +162,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # once, in the controlling process of pytest-xdist
         for warning in _unmatched(plan):
             config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
-    if plan.properties and config.getoption("hypothesis_profile", None) is None:
-        from hypothesis import settings
+    if plan.properties:
+        from . import profiles
 
-        from . import fuzz  # registers the bce-ci and bce-nightly profiles  # noqa: F401
-        settings.load_profile("bce-ci")
+        profiles.register()  # before hypothesis's own plugin loads a --hypothesis-profile (this hook runs first)
+        if config.getoption("hypothesis_profile", None) is None:
+            from hypothesis import settings
+
+            settings.load_profile(profiles.PROFILES["ci"])
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -209,7 +209,7 @@ def _side(raw: dict[str, Any]) -> Side:
                 then_sum=raw.get("then") == "sum", times=raw.get("times"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_relations(path: Path = RELATIONS_FILE) -> tuple[Relation, ...]:
     """The relations of a file valid under schemas/relations.schema.json; ConfigError names file and line."""
     data, _ = read_validated(path, schema_validator("relations"))

@@ -233,7 +233,7 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
         sections.append(tabulate(table, headers=headers, tablefmt=tablefmt))
     known = [r for r in run.results if r.expectation]
     if known:
-        rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
+        rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,  # type: ignore[misc]
                  str(r.status), r.expectation, r.message] for r in known]
         sections.append(tabulate(rows, headers=["backend", "case", "dtype", "status", "expectation", "message"],
                                  tablefmt=tablefmt, maxcolwidths=[None] * 5 + [90]))

@@ -42,7 +42,7 @@ from .journal import Journal
 from .registry import Entry
 from .results import BackendInfo, Result, Run, Status
 
-__all__ = ["BackendInfo", "Run", "Settings", "WARNING_STORM", "inspect", "run"]
+__all__ = ["WARNING_STORM", "BackendInfo", "Run", "Settings", "inspect", "run"]
 
 WARNING_STORM = 100
 """More warnings than this from one call fail the case: a backend that warns per element is misbehaving."""

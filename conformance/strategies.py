@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from hypothesis import strategies as st
@@ -59,7 +59,7 @@ def _corners(fmt: Format, kind: str) -> list[float]:
     if kind == "target":
         return [0.0, 1.0, 0.5, below_one, fmt.min_subnormal, -0.0]
     if kind == "logit":
-        edges = saturation_points(fmt) + [0.0, 1e-8, 20.0, 100.0, 1e4, fmt.max / 16, fmt.min_subnormal, math.inf]
+        edges = [*saturation_points(fmt), 0.0, 1e-8, 20.0, 100.0, 1e4, fmt.max / 16, fmt.min_subnormal, math.inf]
         return [sign * v for v in edges for sign in (1.0, -1.0)] + [math.nan]
     if kind == "any_target":  # BCEWithLogits checks no target: outside [0, 1] too, but not so far out that
         # (pw - 1) * y overflows float16 before a term does
@@ -79,10 +79,10 @@ def values(dtype: str, kind: str) -> st.SearchStrategy[float]:
     fmt = FORMATS[dtype]
     width = {"float16": 16, "float64": 64}.get(dtype, 32)
     low, high = _RANGES[kind]
-    general = st.floats(low, high, width=width)
+    general = st.floats(low, high, width=width)  # type: ignore[arg-type]
     if kind == "logit":  # large logits up to max / 16: (1 - y) x with |y| <= 4 stays finite, as it must for
         # the formula's value to be the specified one (the fixed cases hold the dtype's max itself)
-        general = st.one_of(general, st.floats(-fmt.max / 16, fmt.max / 16, width=width))
+        general = st.one_of(general, st.floats(-fmt.max / 16, fmt.max / 16, width=width))  # type: ignore[arg-type]
     return st.one_of(st.sampled_from(_corners(fmt, kind)), general)
 
 
@@ -116,9 +116,9 @@ def broadcast_shapes(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]
 @st.composite
 def rejected_shapes(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
     """A shape that does not broadcast to `shape`, or would enlarge it."""
-    if shape and draw(st.booleans()):
-        return shape[:-1] + (shape[-1] + 1,)
-    return (2,) + shape
+    if shape and draw(st.booleans()):  # type: ignore[arg-type]
+        return (*shape[:-1], shape[-1] + 1)
+    return (2, *shape)
 
 
 _KINDS = {"bce": ("probability", "target"), "sigmoid_bce": ("logit", "target"),
@@ -163,13 +163,13 @@ def samples(
         elif breach == "weight_shape":
             tensors["weight"] = draw(arrays(dtype, draw(rejected_shapes(shape)), "weight"))
         else:
-            reduction = draw(st.sampled_from(["avg", "Mean", "", None]))
+            reduction = draw(st.sampled_from(["avg", "Mean", "", None]))  # type: ignore[assignment]
     seed = draw(st.integers(0, 2**32 - 1))
     return Sample(op, dtype, tensors, reduction, seed, layout=draw(st.sampled_from(LAYOUTS)))
 
 
 @st.composite
-def gradient_samples(draw: st.DrawFn, op: str, dtype: str, **options: object) -> Sample:
+def gradient_samples(draw: st.DrawFn, op: str, dtype: str, **options: Any) -> Sample:
     """A sample that asks for the gradients by input and target, with a generated incoming gradient."""
     sample = draw(samples(op, dtype, **options))
     target = sample.tensors["target"]

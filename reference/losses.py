@@ -116,7 +116,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         signature = check_bce_with_logits(x, y, weight, pos_weight, reduction)
         pw = None if pos_weight is None else broadcast_column(pos_weight, y.shape, 1.0)
         if method == "exact":
-            pw = [None] * y.size if pw is None else pw
+            pw = [None] * y.size if pw is None else pw  # type: ignore[assignment]
         losses, scale = run(kernels.bce_with_logits, x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), pw)
         if pos_weight is not None:
             odd, literal = infinite_factor_literal(x.astype(np.float64).ravel(), y.astype(np.float64).ravel(),

@@ -97,9 +97,9 @@ def check_bce_with_logits(
     for name, array in (("input", input), ("target", target)):
         if dtype_name(array) not in FLOAT_DTYPES:
             raise Rejected("dtype", f"{name} has dtype {dtype_name(array)}, expected a floating dtype")
-    for name, array in (("weight", weight), ("pos_weight", pos_weight)):
-        if array is not None:
-            _check_broadcast(name, array, target.shape)
+    for name, extra in (("weight", weight), ("pos_weight", pos_weight)):
+        if extra is not None:
+            _check_broadcast(name, extra, target.shape)
     reduction = _check_reduction(reduction)
     return _signature(input, reduction, dtype_name(target))
 

@@ -37,7 +37,7 @@ class PrecisionError(RuntimeError):
 
 def working_type(dtype: str) -> type:
     wide = WORKING[dtype]
-    bits = np.finfo(wide).nmant + 1
+    bits = np.finfo(wide).nmant + 1  # type: ignore[type-var]
     if bits < FORMATS[dtype].precision + EXTRA_BITS:
         raise PrecisionError(f"{dtype} sweeps need a working type of at least {FORMATS[dtype].precision + EXTRA_BITS} "
                              f"significand bits; numpy.{wide.__name__} has {bits} on this platform")
@@ -64,14 +64,14 @@ def _times(term: np.ndarray, factor: Values) -> np.ndarray:
 
 
 def _sum(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
-    return b if a is None else a if b is None else a + b
+    return b if a is None else a if b is None else a + b  # type: ignore[return-value]
 
 
 def bce(p: np.ndarray, y: Values, dtype: str) -> np.ndarray:
     """BCE of p in [0, 1] and targets y (an array, or one number for every element)."""
     _check_domain(y, None)
     wide = working_type(dtype)
-    p, y = _wide(p, wide), _wide(y, wide)
+    p, y = _wide(p, wide), _wide(y, wide)  # type: ignore[assignment]
     positive = negative = None  # a hard target needs one of the two logs only
     with np.errstate(divide="ignore"):
         if np.ndim(y) or y != 0:
@@ -85,7 +85,7 @@ def bce_with_logits(x: np.ndarray, y: Values, pos_weight: Values | None, dtype: 
     """BCE with logits of finite x; y and pos_weight are arrays, or one number for every element."""
     _check_domain(y, pos_weight)
     wide = working_type(dtype)
-    x, y = _wide(x, wide), _wide(y, wide)
+    x, y = _wide(x, wide), _wide(y, wide)  # type: ignore[assignment]
     with np.errstate(under="ignore"):
         tail = np.log1p(np.exp(-np.abs(x)))  # softplus(-|x|)
     negative = positive = None

@@ -3,12 +3,25 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
+from conformance import profiles
 from conformance.loader import load_cases
 
 pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest sessions of its own
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _in_the_repository():
+    """Paths the tests name (cases/document.yaml) are the repository's, wherever pytest was started from
+    (session scope: before any module's fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -16,18 +29,18 @@ def shipped_cases():
     return load_cases()
 
 
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's plugin loads a --hypothesis-profile
 def pytest_configure(config):
     """The property tests use the fast, derandomised profile unless --hypothesis-profile names another; the
     reference cache lives in a temporary directory, never the user's (removed at the end)."""
     from hypothesis import settings
 
-    import conformance.fuzz  # registers the bce-ci and bce-nightly profiles  # noqa: F401
     from conformance.cache import ENV
 
     config.reference_cache = os.environ[ENV] = tempfile.mkdtemp(prefix="bce-cache-")
-
+    profiles.register()
     if config.getoption("hypothesis_profile", None) is None:
-        settings.load_profile("bce-ci")
+        settings.load_profile(profiles.PROFILES["ci"])
 
 
 def pytest_unconfigure(config):

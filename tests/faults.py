@@ -231,7 +231,7 @@ class MutatesInput(Faulty):
 class WarningStorm(Faulty):
     def fault(self, input, result):
         for _ in range(10_000):
-            warnings.warn("log of a negative number", RuntimeWarning)
+            warnings.warn("log of a negative number", RuntimeWarning, stacklevel=1)
         return result
 
 
@@ -239,7 +239,7 @@ class WarnsOnce(Faulty):
     """Not a fault: one warning (a library's deprecation notice, say) leaves a correct answer alone."""
 
     def fault(self, input, result):
-        warnings.warn("this keyword is deprecated", DeprecationWarning)
+        warnings.warn("this keyword is deprecated", DeprecationWarning, stacklevel=1)
         return result
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import conformance
 from conformance.accuracy import sampling
 from conformance.accuracy.atlas import build
 from conformance.accuracy.budget import default_budget_file, judge, load_budget
@@ -19,7 +20,7 @@ from conformance.accuracy.sampling import from_ordinal, ordinal, plan
 from conformance.cli import _parser, main
 from conformance.dtypes import NUMPY_DTYPES
 from conformance.errors import ConfigError
-from conformance.registry import Entry, select as select_backends
+from conformance.registry import select as select_backends
 
 from .accuracy_mutants import AccurateLogits, NaiveTailAbove20
 from .mutants import LogInsteadOfLog1p
@@ -30,10 +31,6 @@ BUDGET = str(default_budget_file())
 @pytest.fixture(scope="module")
 def regions():
     return load_regions()
-
-
-def _entries(*backends):
-    return [Entry(b.name, "test", b) for b in backends]
 
 
 def _atlas(regions, entries, pattern, dtypes, points=2048):
@@ -185,7 +182,7 @@ def test_the_pytorch_defect_stands_out_and_is_a_known_deviation(regions):
 
 def test_a_mutant_accurate_everywhere_but_one_region_is_caught_by_the_budget(regions):
     mutant, variant = NaiveTailAbove20(), AccurateLogits()
-    atlas = _atlas(regions, _entries(mutant, variant), "^logits-", ["float32", "float64"])
+    atlas = _atlas(regions, conformance.entries(mutant, variant), "^logits-", ["float32", "float64"])
     judgement = judge(load_budget(Path(BUDGET)), atlas.rows)
     breaches = {(v.row.backend, v.row.dtype, v.row.region) for v in judgement.verdicts if v.status == "breach"}
     assert breaches == {(mutant.name, d, r) for d in ("float32", "float64") for r in NaiveTailAbove20.breaches}
@@ -199,7 +196,7 @@ def test_a_mutant_accurate_everywhere_but_one_region_is_caught_by_the_budget(reg
 def test_the_gate_sees_what_the_tolerance_admits(regions):
     """log(1 - p) for log1p(-p) passes every case of `run` (tests/test_mutants.py), but loses p where p is tiny."""
     variant = LogInsteadOfLog1p()
-    atlas = _atlas(regions, _entries(variant), "^probs-near-0-y0$", ["float32", "float64"])
+    atlas = _atlas(regions, conformance.entries(variant), "^probs-near-0-y0$", ["float32", "float64"])
     verdicts = judge(load_budget(Path(BUDGET)), atlas.rows).verdicts
     assert [v.status for v in verdicts] == ["breach", "breach"]
     assert all(v.row.max_ulp > 1e6 and v.row.worst.got == 0 for v in verdicts)
@@ -263,7 +260,7 @@ class _Fails(AccurateLogits):
 def test_a_failing_backend_keeps_what_was_measured(regions, monkeypatch, failure, message):
     monkeypatch.setattr(sampling, "CHUNK", 300)
     broken = _Fails(failure)
-    atlas = _atlas(regions, _entries(broken, AccurateLogits()), "^logits-(near-zero|positive)-y0$", ["float32"], 1000)
+    atlas = _atlas(regions, conformance.entries(broken, AccurateLogits()), "^logits-(near-zero|positive)-y0$", ["float32"], 1000)
     first = next(r for r in atlas.rows if r.backend == broken.name)
     assert first.error == message and first.points == 300 and first.max_ulp is not None and first.bound == "lower"
     assert atlas.interrupted == (failure == "interrupt")
@@ -330,7 +327,7 @@ def test_exhaustive_regions_report_upper_bounds(capsys, tmp_path):
 
 def test_figures(capsys, tmp_path):
     pytest.importorskip("matplotlib")
-    code, out, _ = run(capsys, "--backend", "numpy", "--op", "bce_with_logits", "--dtype", "float32", "--points", "512",
+    code, _, _ = run(capsys, "--backend", "numpy", "--op", "bce_with_logits", "--dtype", "float32", "--points", "512",
                        "--plot", str(tmp_path / "figures"))
     assert code == 0
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
@@ -340,7 +337,7 @@ def test_figures(capsys, tmp_path):
         assert data.startswith(b"\x89PNG") and len(data) > 20_000
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/accuracy.md"])
+@pytest.mark.parametrize("document", ["docs/accuracy.md"])
 def test_documented_commands_parse(document):
     text = (Path(__file__).resolve().parent.parent / document).read_text(encoding="utf-8")
     commands = [c for c in re.findall(r"python -m conformance accuracy([^#\n`]*)", text) if "[" not in c]

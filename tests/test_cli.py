@@ -24,7 +24,7 @@ def run(capsys, *argv):
 
 
 def test_passing_run_exits_0_and_prints_the_tables(capsys):
-    code, out, err = run(capsys, "run", "--backend", "numpy", *DOC, "--no-progress")
+    code, out, _ = run(capsys, "run", "--backend", "numpy", *DOC, "--no-progress")
     assert code == 0, out
     assert "document-bce-mean" not in out  # only failures are listed by id
     assert "numpy" in out and "worst ulp" in out

@@ -94,7 +94,7 @@ def test_a_pattern_entry_lists_many_cases(tmp_path, capsys):
 def test_an_entry_that_matches_nothing_is_warned_about_once(recorded, capsys):
     path = _edit(recorded, lambda data: data["expectations"].append(
         {"case": "no-such-case", "outcome": "failed", "reason": "stale"}))
-    code, out, err = run(capsys, "run", *MUTANT, *CLAMP, "--expectations", str(path))
+    code, _, err = run(capsys, "run", *MUTANT, *CLAMP, "--expectations", str(path))
     assert code == 0
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "no-such-case" in text)
     assert err.splitlines() == [f"conformance: warning: {path}:{line}: expectation no-such-case matches no result"]
@@ -172,7 +172,7 @@ def test_reports_show_expected_failures_and_unexpected_passes(recorded, tmp_path
     assert document["expectations"] == {"expected": 0, "unexpected-pass": 8}
     assert sum(r["expectation"] == "unexpected-pass" for r in document["results"]) == 8
     assert document["backends"][0]["device"] == "cpu"  # the NumPy backend's, which the mutant inherits
-    code, out, _ = run(capsys, "run", "--backend", "numpy", *CLAMP, "--expectations", str(numpy_manifest),
+    _, out, _ = run(capsys, "run", "--backend", "numpy", *CLAMP, "--expectations", str(numpy_manifest),
                        "--format", "markdown")
     assert "| unexpected pass |" in out and "| unexpected-pass |" in out  # the summary column, the listed result
 

@@ -12,6 +12,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+import conformance
 from conformance import runner
 from conformance.backends.numpy_backend import NumpyBackend
 from conformance.cli import _size, main
@@ -21,7 +22,6 @@ from conformance.fuzz import FuzzConfig, _explore, fuzz
 from conformance.isolation import Settings
 from conformance.loader import load_cases
 from conformance.properties import all_properties
-from conformance.registry import Entry
 from conformance.results import Status
 
 from . import faults
@@ -41,10 +41,6 @@ def cases():
 @pytest.fixture(scope="module")
 def gradient_cases():
     return load_cases([GRADIENT_CASES])
-
-
-def _entries(*backends):
-    return [Entry(b.name, "test", b) for b in backends]
 
 
 def _by_case(outcome, backend):
@@ -94,20 +90,20 @@ def assert_only_trigger_differs(outcome, backend, status, words, dtypes=("float3
 
 @pytest.mark.parametrize("fault, words", faults.CRASHES.items(), ids=lambda f: getattr(f, "__name__", ""))
 def test_a_crash_costs_one_case(cases, fault, words):
-    outcome = runner.run(cases, _entries(fault(), NumpyBackend()), progress=False)
+    outcome = runner.run(cases, conformance.entries(fault(), NumpyBackend()), progress=False)
     assert_only_trigger_differs(outcome, fault().name, Status.CRASHED, words)
     assert_no_workers_left()
 
 
 def test_a_hang_is_a_timeout(cases):
-    outcome = runner.run(cases, _entries(faults.Hangs(), NumpyBackend()), ["float32"], progress=False,
+    outcome = runner.run(cases, conformance.entries(faults.Hangs(), NumpyBackend()), ["float32"], progress=False,
                          isolation=Settings(timeout=1.0))
     assert_only_trigger_differs(outcome, "fault-Hangs", Status.TIMEOUT, "no result within 1 s", ["float32"])
     assert_no_workers_left()
 
 
 def test_a_memory_blow_up_is_bounded_and_crashes_one_case(cases):
-    outcome = runner.run(cases, _entries(faults.EatsMemory(), NumpyBackend()), progress=False,
+    outcome = runner.run(cases, conformance.entries(faults.EatsMemory(), NumpyBackend()), progress=False,
                          isolation=Settings(memory_limit=512 * 2**20))
     assert_only_trigger_differs(outcome, "fault-EatsMemory", Status.CRASHED, "ran out of memory: MemoryError")
     assert_no_workers_left()
@@ -119,7 +115,7 @@ def test_a_memory_blow_up_is_bounded_and_crashes_one_case(cases):
     (faults.Hangs, Status.TIMEOUT, "no result within 1 s", Settings(timeout=1.0)),
 ], ids=["Segfaults", "CallsSysExit", "Hangs"])
 def test_a_gradient_call_that_crashes_or_hangs_costs_its_results_only(gradient_cases, fault, status, words, settings):
-    outcome = runner.run(gradient_cases, _entries(fault(), NumpyBackend()), ["float32"], progress=False,
+    outcome = runner.run(gradient_cases, conformance.entries(fault(), NumpyBackend()), ["float32"], progress=False,
                          isolation=settings)
     results = {(r.case_id, r.wrt): r for r in outcome.results if r.backend == fault().name}
     assert set(results) == {(case.id, wrt) for case in gradient_cases for wrt in ("input", "target")}
@@ -134,7 +130,7 @@ def test_a_gradient_call_that_crashes_or_hangs_costs_its_results_only(gradient_c
 
 @pytest.mark.parametrize("isolation", [Settings(), None], ids=["isolated", "in-process"])
 def test_a_gradient_call_that_changes_grad_output_fails(gradient_cases, isolation):
-    outcome = runner.run(gradient_cases, _entries(faults.MutatesGradOutput()), ["float64"], progress=False,
+    outcome = runner.run(gradient_cases, conformance.entries(faults.MutatesGradOutput()), ["float64"], progress=False,
                          isolation=isolation)
     for result in outcome.results:
         if result.op == "bce":
@@ -146,7 +142,7 @@ def test_a_gradient_call_that_changes_grad_output_fails(gradient_cases, isolatio
 
 def test_gradients_in_a_mapping_that_cannot_be_pickled_arrive_as_they_are_in_process(gradient_cases):
     for isolation in (Settings(), None):
-        outcome = runner.run(gradient_cases, _entries(faults.ReturnsMappingProxy()), ["float32"], progress=False,
+        outcome = runner.run(gradient_cases, conformance.entries(faults.ReturnsMappingProxy()), ["float32"], progress=False,
                              isolation=isolation)
         assert len(outcome.results) == 6 and {r.status for r in outcome.results} == {Status.PASSED}
     assert_no_workers_left()
@@ -155,7 +151,7 @@ def test_gradients_in_a_mapping_that_cannot_be_pickled_arrive_as_they_are_in_pro
 def _poisoned(cases, backend, isolation):
     """(case, dtype) of the results that did not pass, and their messages."""
     try:
-        outcome = runner.run(cases, _entries(backend), progress=False, isolation=isolation)
+        outcome = runner.run(cases, conformance.entries(backend), progress=False, isolation=isolation)
     finally:
         faults.POISONED = False  # the in-process run poisons this process
     assert_no_workers_left()
@@ -181,7 +177,7 @@ def test_a_poisoned_process_costs_no_other_case(cases, backend, culprit):
 def test_a_misbehaving_answer_is_one_clear_line_in_both_modes(cases, fault, words):
     verdicts = []
     for isolation in (Settings(), None):
-        outcome = runner.run(cases, _entries(fault(), NumpyBackend()), ["float32"], progress=False, isolation=isolation)
+        outcome = runner.run(cases, conformance.entries(fault(), NumpyBackend()), ["float32"], progress=False, isolation=isolation)
         assert_only_trigger_differs(outcome, fault().name, Status.FAILED, words, ["float32"])
         result = _by_case(outcome, fault().name)[(TRIGGER, "float32")]
         assert "\n" not in result.message
@@ -191,7 +187,7 @@ def test_a_misbehaving_answer_is_one_clear_line_in_both_modes(cases, fault, word
 
 
 def test_a_warning_or_two_is_no_storm(cases):
-    outcome = runner.run(cases, _entries(faults.WarnsOnce()), progress=False)
+    outcome = runner.run(cases, conformance.entries(faults.WarnsOnce()), progress=False)
     assert {r.status for r in outcome.results} == {Status.PASSED}
 
 
@@ -203,7 +199,7 @@ class _Unsendable(NumpyBackend):
 
 
 def test_a_backend_that_cannot_reach_a_worker_is_an_error_with_advice(cases):
-    outcome = runner.run(cases, _entries(_Unsendable()), ["float64"], progress=False)
+    outcome = runner.run(cases, conformance.entries(_Unsendable()), ["float64"], progress=False)
     assert {r.status for r in outcome.results} == {Status.ERROR}
     assert "cannot be sent to a worker process" in outcome.results[0].message
     assert "--no-isolation" in outcome.results[0].message
@@ -270,7 +266,7 @@ def test_memory_limit_nonsense_is_a_usage_error(capsys, text):
 ], ids=["Segfaults", "Hangs"])
 def test_a_crash_or_hang_while_fuzzing_ends_one_search_and_its_sample_replays(tmp_path, fault, status, words,
                                                                               settings):
-    entries = _entries(fault())
+    entries = conformance.entries(fault())
     config = FuzzConfig(examples=20, seed=0, save_failures=tmp_path)
     run = fuzz(entries, [PROPERTY], config, ["bce", "bce_with_logits"], ["float32"], progress=False,
                isolation=settings)
@@ -307,7 +303,7 @@ def test_ctrl_c_while_fuzzing_keeps_the_finished_results():
         def check(self, invoke, sample):
             raise KeyboardInterrupt
 
-    run = fuzz(_entries(NumpyBackend()), [PROPERTY, Interrupted(), PROPERTY], FuzzConfig(examples=5, seed=0),
+    run = fuzz(conformance.entries(NumpyBackend()), [PROPERTY, Interrupted(), PROPERTY], FuzzConfig(examples=5, seed=0),
                ["bce"], ["float32"], progress=False)
     assert not run.complete
     assert [(r.case_id, r.status) for r in run.results] == [("matches-reference", Status.PASSED)]

@@ -1,19 +1,26 @@
 """Every mutant is flagged on the cases it must fail; every correct variant passes everything."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from conformance import runner
-from conformance.registry import Entry
+import conformance
+from conformance.loader import load_cases
 from conformance.results import Status
 
 from .mutants import MUTANTS, VARIANTS
 
 
-@pytest.fixture(scope="module")
-def outcome(shipped_cases):
-    backends = [cls() for cls in MUTANTS + VARIANTS]
-    return runner.run(shipped_cases, [Entry(b.name, "test", b) for b in backends], progress=False)
+@functools.cache
+def _mutant_run():
+    """Every mutant and variant on every shipped case; once per process, however pytest-xdist orders the tests."""
+    return conformance.run([cls() for cls in MUTANTS + VARIANTS], cases=load_cases())
+
+
+@pytest.fixture
+def outcome():
+    return _mutant_run()
 
 
 def _results(outcome, backend, case_id, dtype):

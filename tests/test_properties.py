@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
+import conformance
 from conformance import registry
 from conformance.cli import main
 from conformance.errors import ConfigError
@@ -16,7 +17,6 @@ from conformance.execution import in_process
 from conformance.fuzz import FuzzConfig, fuzz
 from conformance.loader import load_cases
 from conformance.properties import all_properties
-from conformance.registry import Entry
 from conformance.relations import load_relations
 from conformance.results import Status
 from reference import FLOAT_DTYPES
@@ -80,7 +80,7 @@ CAUGHT = [
 
 def _explore(backend, prop_id, op, dtype, examples, save=None):
     config = FuzzConfig(examples=examples, seed=0, save_failures=save)
-    run = fuzz([Entry(backend.name, "test", backend)], [PROPERTIES[prop_id]], config, [op], [dtype], progress=False,
+    run = fuzz(conformance.entries(backend), [PROPERTIES[prop_id]], config, [op], [dtype], progress=False,
                isolation=None)
     (result,) = run.results
     return result
@@ -90,7 +90,16 @@ EXAMPLES = {mutants.PosWeightChannelAxis: 3000}
 """Budgets above the default: its wrong axis shows only on inputs of 3 or more dims with a 1-d pos_weight."""
 
 
-@pytest.mark.parametrize("mutant, prop_id, op, dtype", CAUGHT, ids=lambda v: getattr(v, "__name__", v))
+def _first_hunt_of_each_property():
+    """CAUGHT with the marker slow on all but the first hunt of each property: the default run searches once per
+    property (a few seconds each), `-m slow` does every hunt (minutes: PosWeightChannelAxis's 3,000 examples)."""
+    first = {prop_id: (mutant, op, dtype) for mutant, prop_id, op, dtype in reversed(CAUGHT)}
+    return [pytest.param(*entry, marks=() if first[entry[1]] == (entry[0], *entry[2:]) else pytest.mark.slow)
+            for entry in CAUGHT]
+
+
+@pytest.mark.parametrize("mutant, prop_id, op, dtype", _first_hunt_of_each_property(),
+                         ids=lambda v: getattr(v, "__name__", v))
 def test_property_catches_mutant(mutant, prop_id, op, dtype):
     result = _explore(mutant(), prop_id, op, dtype, examples=EXAMPLES.get(mutant, 1000))
     assert result.status in (Status.FAILED, Status.ERROR), result.message
@@ -100,6 +109,29 @@ def test_no_mutant_escapes_the_fixed_cases():
     """The properties still catch MeanAssumes2D and PosWeightChannelAxis (above), and now the cases do too."""
     assert not mutants.FUZZ_ONLY_MUTANTS
     assert {mutants.MeanAssumes2D, mutants.PosWeightChannelAxis} <= set(mutants.MUTANTS)
+def _witness(op, shape, **extra):
+    """A sample of `shape` (3-d: what no fixed case has) on which a fuzz-only mutant shows."""
+    from conformance.strategies import Sample
+
+    x = np.linspace(0.1, 0.9, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    return Sample(op=op, dtype="float32", tensors={"input": x, "target": np.ones_like(x), **extra}, reduction="mean")
+
+
+WITNESSES = [
+    (mutants.MeanAssumes2D, "sum-is-mean-times-n", _witness("bce", (2, 2, 2))),
+    (mutants.MeanAssumes2D, "matches-reference", _witness("bce", (2, 2, 2))),
+    (mutants.PosWeightChannelAxis, "matches-reference",
+     _witness("bce_with_logits", (2, 3, 3), pos_weight=np.array([1, 2, 3], dtype=np.float32))),
+]
+
+
+@pytest.mark.parametrize("mutant, prop_id, sample", WITNESSES, ids=lambda v: getattr(v, "__name__", None))
+def test_property_flags_a_fuzz_only_mutant_on_its_witness(mutant, prop_id, sample):
+    """The default run's cheap form of the slow hunts for the mutants no fixed case catches: the property flags
+    the mutant on a sample of the kind the search finds, and passes the numpy backend on it."""
+    prop = PROPERTIES[prop_id]
+    assert prop.check(in_process(mutant()), sample).status == Status.FAILED
+    assert prop.check(in_process(_backend("numpy")), sample).status == Status.PASSED
 
 
 def test_counterexample_is_saved_as_a_case_that_replays(tmp_path, capsys):
@@ -165,7 +197,7 @@ def test_fuzz_command_exit_status(capsys):
     assert main([*argv, "--backend", "numpy"]) == 0
     assert main([*argv, "--backend", "tests.mutants:MeanOverRows"]) == 1
     assert main(["fuzz", "--property", "no-such-property"]) == 2
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert "unknown property 'no-such-property'" in err
 
 

@@ -52,7 +52,7 @@ def test_every_printed_value_of_the_cases_is_reproduced(shipped_cases):
 @pytest.mark.parametrize(
     "op, dtype, arrays, expected",
     [
-        # shared/notes/pytorch-bce-semantics.md, sections 2a and 3a (values exact or exactly rounded there)
+        # PyTorch's clamp at -100 and logits special points (aten/src/ATen/native/Loss.cpp); values exact or exactly rounded
         ("bce", "float64", dict(input=[0, 0, 1, 1e-30, 1e-30], target=[0, 1, 0, 0, 1]),
          [0.0, 100.0, 100.0, 1e-30, 69.07755278982137]),
         ("bce", "float32", dict(input=[1e-30, 1 - 2**-53], target=[0, 0]), [1.0000000031710769e-30, 100.0]),

@@ -135,13 +135,13 @@ class RowAccumulator:
             rel = float(relative_errors(got[worst:worst + 1], truth.exact[worst:worst + 1])[0])
             self.worst = _point(sample, worst, got, truth, float(errors[worst]), rel)
         tiny = slice(None) if truth.all_tiny else np.flatnonzero(truth.tiny)  # chunks are mostly all or none tiny
-        count = errors.size if truth.all_tiny else tiny.size
+        count = errors.size if truth.all_tiny else tiny.size  # type: ignore[union-attr]
         if count:
             self.tiny_points += count
             relative = relative_errors(got[tiny], truth.exact[tiny])
             at = int(np.argmax(relative))
             if self.tiny_worst is None or relative[at] > self.tiny_worst.rel_error:
-                index = at if truth.all_tiny else int(tiny[at])
+                index = at if truth.all_tiny else int(tiny[at])  # type: ignore[index]
                 self.tiny_worst = _point(sample, index, got, truth, float(errors[index]), float(relative[at]))
         self._envelope(sample.input, errors)
 

@@ -168,7 +168,7 @@ def _claim_figure(plt, backend: str, curves: list[claim.Curves], path: Path) -> 
         values.legend(loc="upper center", fontsize="small")
         for row, target in ((1, 0.0), (2, 1.0)):
             axis = axes[row, column]
-            c = found.get(target)
+            c = found.get(target)  # type: ignore[assignment]
             if c is None:
                 axis.set_visible(False)
                 continue
@@ -217,8 +217,8 @@ def write(atlas: Atlas, entries: list[Entry], directory: Path) -> list[Path]:
     by_backend: dict[str, list[claim.Curves]] = defaultdict(list)
     for curves in claim.measure(entries):
         by_backend[curves.backend].append(curves)
-    for backend, curves in by_backend.items():
+    for backend, series in by_backend.items():
         path = directory / f"sigmoid-equivalence-{backend}.png"
-        _claim_figure(plt, backend, curves, path)
+        _claim_figure(plt, backend, series, path)
         written.append(path)
     return written

@@ -66,7 +66,7 @@ def _to_region(raw: dict[str, Any], where: str) -> Region:
         id=raw["id"],
         op=raw["op"],
         input=(raw["input"][0], raw["input"][1]),
-        target=_span_or_number(raw["target"]),
+        target=_span_or_number(raw["target"]),  # type: ignore[arg-type]
         pos_weight=_span_or_number(raw.get("pos_weight")),
         spacing=raw.get("spacing", "linear"),
         points=None if raw["points"] == "all" else int(raw["points"]),

@@ -139,9 +139,9 @@ def _budget_sections(judgement: Judgement, tablefmt: str) -> list[str]:
     for verdicts in known.values():
         deviation = verdicts[0].deviation
         worst = max(verdicts, key=lambda v: v.row.max_ulp or 0.0).row
-        sections.append(f"Known deviation{' ' + deviation.issue if deviation.issue else ''} ({deviation.source}): "
+        sections.append(f"Known deviation{' ' + deviation.issue if deviation.issue else ''} ({deviation.source}): "  # type: ignore[union-attr]
                         f"{len(verdicts)} rows over budget, worst {_number(worst.max_ulp)} ulp "
-                        f"({worst.backend} {worst.op} {worst.dtype} {worst.region}). {deviation.reason}")
+                        f"({worst.backend} {worst.op} {worst.dtype} {worst.region}). {deviation.reason}")  # type: ignore[union-attr]
     for deviation in judgement.stale:
         sections.append(f"Known deviation no longer observed ({deviation.source}): every row it matches is within "
                         f"budget; remove it once that holds on every platform.")
@@ -153,7 +153,7 @@ def _closing(atlas: Atlas, judgement: Judgement | None) -> str:
     line = f"{len(atlas.rows)} rows, {errors} not measured"
     if judgement is None:
         return line
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for v in judgement.verdicts:
         counts[v.status] += 1
     return (f"{line}; budget: {counts['within']} within, {counts['known']} known deviations, "

@@ -112,7 +112,7 @@ class Plan:
     def _sample(self, x: np.ndarray, rng: np.random.Generator) -> Sample:
         target = self._draw(self.region.target, x.size, rng)
         hard = self.region.target if isinstance(self.region.target, float) else None
-        return Sample(x, target, self._draw(self.region.pos_weight, x.size, rng), hard)
+        return Sample(x, target, self._draw(self.region.pos_weight, x.size, rng), hard)  # type: ignore[arg-type]
 
     def _grid(self, start: int, stop: int) -> np.ndarray:
         k_low, k_high = self._keys()

@@ -83,7 +83,7 @@ def _reduce(loss: np.ndarray, reduction: str, dtype: np.dtype) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, an overflowing sum inf: IEEE, as specified
         total = np.sum(loss, dtype=accumulator)
         if reduction == "mean":
-            total = total / loss.size if loss.size else accumulator(np.nan)
+            total = total / loss.size if loss.size else accumulator(np.nan)  # type: ignore[operator, assignment]
         return np.asarray(total).astype(dtype)
 
 
