@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's packages, installed or not
 
-from conformance import distributed  # noqa: E402
-from conformance.accuracy.atlas import build  # noqa: E402
-from conformance.accuracy.regions import load_regions  # noqa: E402
-from conformance.registry import select  # noqa: E402
+from conformance import distributed
+from conformance.accuracy.atlas import build
+from conformance.accuracy.regions import load_regions
+from conformance.registry import select
 
 KERNEL_ELEMENTS = 1 << 24
 

@@ -152,7 +152,7 @@ def _decode(tree: Any, arrays: list[np.ndarray]) -> Any:
     module, _, qualname = tree["$dataclass"].partition(":")
     if not module.startswith(_TRUSTED_MODULES):
         raise ValueError(f"entry names a foreign class {module}:{qualname}")
-    cls = importlib.import_module(module)
+    cls: Any = importlib.import_module(module)
     for part in qualname.split("."):
         cls = getattr(cls, part)
     return cls(**{name: _decode(v, arrays) for name, v in tree["fields"].items()})

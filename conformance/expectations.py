@@ -177,7 +177,7 @@ def active(manifests: Iterable[Manifest], backends: Iterable[BackendInfo]) -> tu
     return entries, warnings
 
 
-def listing(entries: list[Expectation], key: tuple[str, ...]) -> int | None:
+def listing(entries: list[Expectation], key: tuple[Any, ...]) -> int | None:
     """The index of the first entry that lists the result with this key (`Result.key`), if any: an entry lists
     a case in every memory layout."""
     return next((i for i, e in enumerate(entries) if e.selects(*key[:4])), None)

@@ -183,6 +183,7 @@ def fuzz_task(entry: Entry, info: BackendInfo, prop_id: str, op: str, dtype: str
     """One property x op x dtype on one backend, called in this process: a task on a Dask worker."""
     prop = next(p for p in all_properties() if p.id == prop_id)
     run = Run(backends=[info])
+    assert entry.backend is not None  # only available backends are fuzzed
     _fuzz_one(run, in_process(entry.backend), entry, info, prop, op, dtype, config, run_seed)
     return run.results
 

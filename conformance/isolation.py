@@ -119,7 +119,7 @@ def _portable_value(value: Any, limit: int) -> Any:
             return _Oversized(tuple(value.shape), value.dtype.str)
         if value.dtype != object:
             return np.asarray(value)
-    if isinstance(value, np.generic) and value.dtype != object or _travels(value):
+    if (isinstance(value, np.generic) and value.dtype != object) or _travels(value):
         return value
     if isinstance(value, Mapping):
         try:
@@ -139,7 +139,7 @@ def _portable(execution: Execution, limit: int) -> Execution:
     if outcome.error is not None:
         if _travels(outcome.error):
             return execution
-        return replace(execution, outcome=Outcome(error=_Stranger.of(outcome.error)))
+        return replace(execution, outcome=Outcome(error=_Stranger.of(outcome.error)))  # type: ignore[arg-type]
     value = _portable_value(outcome.value, limit)
     return execution if value is outcome.value else replace(execution, outcome=Outcome(value=value))
 
@@ -183,7 +183,8 @@ def _die_with_runner() -> None:
         if runner is not None and not runner.is_alive():  # it died before the request reached the kernel
             os._exit(1)
     elif runner is not None:
-        threading.Thread(target=lambda: (runner.join(), os.kill(os.getpid(), signal.SIGKILL)), daemon=True).start()
+        threading.Thread(target=lambda: (runner.join(), os.kill(os.getpid(), signal.SIGKILL)),  # type: ignore[func-returns-value]
+                         daemon=True).start()
 
 
 def _detach() -> None:
@@ -467,7 +468,7 @@ class Workers:
             if not running:
                 return
             deadline = min(lane.deadline for lane in running)
-            wait([w for lane in running for w in (lane.conn, lane.process.sentinel)],
+            wait([w for lane in running for w in (lane.conn, lane.process.sentinel)],  # type: ignore[misc]
                  max(0.0, deadline - time.monotonic()) + 0.01)
 
     def close(self) -> None:
@@ -503,7 +504,8 @@ def probe(entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo],
     modules: set[str] = set()
     while len(infos) < len(entries):
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_probe_serve, args=(sender, entries[len(infos):], inspect), daemon=True)
+        process = context.Process(  # type: ignore[attr-defined]
+            target=_probe_serve, args=(sender, entries[len(infos):], inspect), daemon=True)
         _flush_output()  # a fork copies unwritten output, which the child would write again
         try:
             process.start()

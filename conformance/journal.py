@@ -163,7 +163,7 @@ def read(path: Path) -> Run:
         raise ConfigError(f"{path}: cannot read results: {exc}") from None
     text = text[: text.rfind("\n") + 1]  # without the half-written line a killed runner may leave
     backends: dict[str, BackendInfo] = {}
-    results: dict[tuple[str, str, str, str | None], tuple[int, Result]] = {}
+    results: dict[tuple[str, str, str, str | None, str], tuple[int, Result]] = {}
     complete, command, shard = False, "", None
     for number, line in enumerate(text.split("\n")[:-1], 1):
         try:
@@ -187,7 +187,7 @@ def read(path: Path) -> Run:
                shard=shard)
 
 
-def previous(path: Path) -> dict[tuple[str, str, str, str | None], Result]:
+def previous(path: Path) -> dict[tuple[str, str, str, str | None, str], Result]:
     """The results `--resume` keeps, by key; none from a file without a whole line (a run stopped before it wrote
     its first record)."""
     try:

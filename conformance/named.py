@@ -24,7 +24,7 @@ def shipped_manifests() -> dict[str, Path]:
 
 def _resolve(text: str, names: dict[str, Path], kind: str) -> Path:
     path = Path(text)
-    if path.exists() or text not in names and (path.suffix or len(path.parts) > 1):
+    if path.exists() or (text not in names and (path.suffix or len(path.parts) > 1)):
         return path  # a file, or a path the loader will say is missing
     if text in names:
         return names[text]

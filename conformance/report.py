@@ -17,8 +17,18 @@ from xml.etree import ElementTree as ET
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
-from .results import (EXPECTED, GATE_FAILURES, JUDGED, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status,
-                      json_safe)
+from .results import (
+    EXPECTED,
+    GATE_FAILURES,
+    JUDGED,
+    NOT_RUN,
+    UNEXPECTED_PASS,
+    BackendInfo,
+    Result,
+    Run,
+    Status,
+    json_safe,
+)
 
 FORMATS = ("table", "markdown", "json", "junit")
 REPORT_VERSION = 1

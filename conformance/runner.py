@@ -283,6 +283,7 @@ def run(
     def judge(done: Iterable[tuple[int, Execution]]) -> None:
         for first, execution in done:
             entry, case, dtype, layout, specs = waiting.pop(first)
+            assert entry.backend is not None  # only available backends are called
             verdicts = {wrt: _verdict(spec, execution, wrt, entry.backend) for wrt, spec in specs.items()}
             settle_call(first, entry, case, dtype, layout, verdicts, execution.seconds)
 

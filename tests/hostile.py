@@ -204,7 +204,7 @@ def _yaml(rng: random.Random, text: str) -> bytes:
 def generate(seed: int, count: int, base: Bases) -> list[Hostile]:
     """`count` hostile files, the kinds in turn; the same seed and bases give the same files."""
     rng = random.Random(seed)
-    case_files = sorted(default_cases_dir().glob("*.yaml")) + [FAULT_CASES]
+    case_files = [*sorted(default_cases_dir().glob("*.yaml")), FAULT_CASES]
     texts = {"results": base.results.read_text(), "report": base.report.read_text(),
              "manifest": base.manifest.read_text(), "shard": base.shards[0].read_text()}
     mutate = {"results": _jsonl, "report": _json, "manifest": _yaml, "shard": _json, "case": _yaml}

@@ -110,7 +110,7 @@ class Part:
 
 def sweep_part(p: Plan, entries: list[Entry], start: int, stop: int) -> Part:
     """Chunks `start` to `stop` of one plan on the entries' backends: one task, run on a Dask worker."""
-    backends = [(entry.backend, entry.name) for entry in entries]
+    backends = [(entry.backend, entry.name) for entry in entries if entry.backend is not None]
     names = [REFERENCE] + [name for _, name in backends]
     part = Part({name: RowAccumulator(name, p) for _, name in backends},
                 AgreementAccumulator(p.region.op, p.dtype, names), _Progress())
@@ -170,8 +170,8 @@ def build(regions: Iterable[Region], entries: list[Entry], dtypes: Iterable[str]
                disable=None if progress is None else not progress, leave=False)
     for p in plans:
         op, dtype = p.region.op, p.dtype
-        chosen = [entry for entry, _ in active if dtype in entry.backend.dtypes]
-        backends = [(entry.backend, name) for entry, name in active if entry in chosen]
+        chosen = [entry for entry, _ in active if entry.backend is not None and dtype in entry.backend.dtypes]
+        backends = [(entry.backend, name) for entry, name in active if entry in chosen and entry.backend is not None]
         atlas.skipped += [(name, dtype) for entry, name in active
                           if entry not in chosen and (name, dtype) not in atlas.skipped]
         names = [REFERENCE] + [name for _, name in backends]

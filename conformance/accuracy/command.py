@@ -8,8 +8,7 @@ from pathlib import Path
 from reference import FLOAT_DTYPES
 from reference.sweep import OPS
 
-from .. import distributed
-from .. import named
+from .. import distributed, named
 from ..registry import select as select_backends
 from . import report
 from .atlas import build
