@@ -17,6 +17,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pytest
 
+import conformance
 from conformance import runner
 from conformance.backends.numpy_backend import NumpyBackend
 from conformance.cli import main
@@ -26,7 +27,7 @@ from conformance.report import printable, render_markdown, render_table, rerun_c
 from conformance.results import BackendInfo, Result, Run, Status
 
 from . import faults
-from .test_isolation import FAULT_CASES, _entries, assert_no_workers_left, assert_only_trigger_differs
+from .test_isolation import FAULT_CASES, assert_no_workers_left, assert_only_trigger_differs
 from .test_journal import _descendants, _gone, _results
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
@@ -39,20 +40,20 @@ def cases():
 
 @pytest.mark.parametrize("fault, words", faults.ESCAPES.items(), ids=lambda f: getattr(f, "__name__", ""))
 def test_a_base_exception_in_an_adapter_is_one_crashed_line(cases, fault, words):
-    outcome = runner.run(cases, _entries(fault(), NumpyBackend()), progress=False)
+    outcome = runner.run(cases, conformance.entries(fault(), NumpyBackend()), progress=False)
     assert_only_trigger_differs(outcome, fault().name, Status.CRASHED, words)
     assert_no_workers_left()
 
 
 def test_a_base_exception_in_process_is_one_crashed_line_too(cases):
     fault = faults.RaisesBaseException()
-    outcome = runner.run(cases, _entries(fault, NumpyBackend()), progress=False, isolation=None)
+    outcome = runner.run(cases, conformance.entries(fault, NumpyBackend()), progress=False, isolation=None)
     assert_only_trigger_differs(outcome, fault.name, Status.CRASHED, faults.ESCAPES[faults.RaisesBaseException])
 
 
 @pytest.mark.parametrize("isolation", [Settings(), None], ids=["isolated", "in-process"])
 def test_an_exception_that_cannot_be_shown_is_still_one_line(cases, isolation):
-    outcome = runner.run(cases, _entries(faults.RaisesUnshowable(), NumpyBackend()), progress=False,
+    outcome = runner.run(cases, conformance.entries(faults.RaisesUnshowable(), NumpyBackend()), progress=False,
                          isolation=isolation)
     assert_only_trigger_differs(outcome, "fault-RaisesUnshowable", Status.FAILED, "Unshowable: <Unshowable that cannot")
 
@@ -60,9 +61,9 @@ def test_an_exception_that_cannot_be_shown_is_still_one_line(cases, isolation):
 def test_a_huge_view_is_a_shape_failure_as_in_process_and_never_copied(cases):
     """A broadcast view of 10**9 elements: described in the worker, under a memory limit smaller than its copy."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    isolated = runner.run(cases, _entries(faults.ReturnsHugeView(), NumpyBackend()), progress=False,
+    isolated = runner.run(cases, conformance.entries(faults.ReturnsHugeView(), NumpyBackend()), progress=False,
                           isolation=Settings(memory_limit=2**30))
-    in_process = runner.run(cases, _entries(faults.ReturnsHugeView(), NumpyBackend()), progress=False, isolation=None)
+    in_process = runner.run(cases, conformance.entries(faults.ReturnsHugeView(), NumpyBackend()), progress=False, isolation=None)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 2**10  # KiB: no copy came back
     words = "shape (1000000000,), expected (2,)"
     assert_only_trigger_differs(isolated, "fault-ReturnsHugeView", Status.FAILED, words)
@@ -71,7 +72,7 @@ def test_a_huge_view_is_a_shape_failure_as_in_process_and_never_copied(cases):
 
 
 def test_an_array_of_a_class_defined_in_the_call_arrives_as_an_array(cases):
-    outcome = runner.run(cases, _entries(faults.ReturnsLocalSubclass()), progress=False)
+    outcome = runner.run(cases, conformance.entries(faults.ReturnsLocalSubclass()), progress=False)
     assert {r.status for r in outcome.results} == {Status.PASSED}
 
 
@@ -79,7 +80,7 @@ def test_an_array_of_a_class_defined_in_the_call_arrives_as_an_array(cases):
 def test_what_an_adapter_starts_ends_with_its_worker(cases, tmp_path):
     pids, fault = tmp_path / "pids", faults.Spawns()
     fault.pids = str(pids)
-    outcome = runner.run(cases, _entries(fault), ["float32"], progress=False)
+    outcome = runner.run(cases, conformance.entries(fault), ["float32"], progress=False)
     assert {r.status for r in outcome.results} == {Status.PASSED}
     started = {int(pid) for pid in pids.read_text().split()}
     assert len(started) == 2 and _gone(started, within=5.0) == set()
@@ -125,7 +126,7 @@ def test_kill_9_of_the_runner_takes_a_stopped_or_gil_holding_worker_and_the_help
 
 @linux
 def test_a_worker_that_closes_its_connection_is_one_crashed_case_without_a_traceback(cases, capfd):
-    outcome = runner.run(cases, _entries(faults.ClosesItsConnection(), NumpyBackend()), progress=False)
+    outcome = runner.run(cases, conformance.entries(faults.ClosesItsConnection(), NumpyBackend()), progress=False)
     assert_only_trigger_differs(outcome, "fault-ClosesItsConnection", Status.CRASHED, "the worker process")
     assert "Traceback" not in capfd.readouterr().err
     assert_no_workers_left()
@@ -189,7 +190,7 @@ def test_poisoning_calls_run_alone(cases, tmp_path):
     beside its other calls."""
     fault = faults.DeadlocksOnOverlap()
     fault.locks = str(tmp_path)
-    outcome = runner.run(cases, _entries(fault), progress=False,
+    outcome = runner.run(cases, conformance.entries(fault), progress=False,
                          isolation=Settings(timeout=10.0))
     assert {r.status for r in outcome.results} == {Status.PASSED}
     assert_no_workers_left()
