@@ -16,7 +16,7 @@ from typing import Any
 
 from .case import Case
 from .errors import ConfigError
-from .report import REPORT_VERSION, STATUSES, coverage_rows, expectation_counts, summary
+from .report import REPORT_VERSION, STATUSES, coverage_rows, expectation_counts, rerun_command, summary
 from .results import BackendInfo, Result, Run, Shard, json_safe
 from .saved import load
 
@@ -102,12 +102,16 @@ def merge(paths: list[Path], command: str) -> Merged:
     run = Run(backends=backends, complete=all(d["complete"] for _, d in documents), command=command,
               results=[Result.from_dict({k: v for k, v in r.items() if k in _RESULT_FIELDS}) for r in results])
     counts = {str(s): sum(r["status"] == str(s) for r in results) for s in STATUSES}
+    selectors = {b.name: b.selector for b in backends}  # the reruns, as the report of the whole run gives them
     document = {
         "format": first["format"], "version": REPORT_VERSION, "complete": run.complete,
         "environment": {**first["environment"], "command": command},
         "backends": [{**b, "required": backend.required} for b, backend in zip(first["backends"], backends)],
         "totals": counts, "expectations": expectation_counts(run), "summary": json_safe(summary(run)),
-        "results": results, "coverage": coverage_rows(run),
+        "results": json_safe([{**r.to_dict(), "rerun": rerun_command(r, selectors.get(r.backend, r.backend),
+                                                                     first["environment"].get("command", ""))}
+                              for r in run.results]),
+        "coverage": coverage_rows(run),
         "merged": [{"file": str(path), "shard": d["shard"]["index"], "environment": d["environment"]}
                    for path, d in documents],
     }
