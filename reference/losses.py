@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from . import exact, fast
+from . import exact, fast, specified
 from .formats import FORMATS, Format
 from .spec import check_bce, check_bce_with_logits
 
@@ -31,6 +31,37 @@ class Expected:
     # intermediate overflows, and the order of evaluation, not the specification, decides the result
     gain: np.ndarray | None = None  # per value: how much the factors that follow an intermediate may amplify
     # an underflow there (an absolute error of half the smallest subnormal); None: 1
+    specified: specified.Specified | None = None  # PyTorch's algorithm evaluated in the dtype (reference/specified.py)
+    sign: np.ndarray | None = None  # per value: +1 or -1 where an invariant fixes the sign of the result
+    # (a conforming value is 0 or of that sign), 0 where none does; None: no invariant
+    invariant: str = ""  # the invariant's name, with its region, for a failure message
+
+
+NONNEGATIVE = "loss >= 0 where targets lie in [0, 1] and weight, pos_weight >= 0"
+
+
+def nonnegative_region(y: np.ndarray, weight: np.ndarray | None, pos_weight: np.ndarray | None,
+                       shape: tuple[int, ...], reduced: bool) -> np.ndarray:
+    """+1 per value where the loss is >= 0 for every element it covers (NONNEGATIVE), else 0."""
+    with np.errstate(invalid="ignore"):
+        inside = (y.astype(np.float64) >= 0) & (y.astype(np.float64) <= 1)
+        for factor in (weight, pos_weight):
+            if factor is not None:
+                inside = inside & (np.broadcast_to(factor.astype(np.float64), y.shape) >= 0)
+    if reduced:
+        return np.full(shape, 1.0 if bool(inside.all()) else 0.0)
+    return inside.astype(np.float64).reshape(shape)
+
+
+def finite_as_specified(value: np.ndarray, spec: specified.Specified) -> np.ndarray:
+    """The value, except where PyTorch's algorithm overflows or meets 0 * inf in the dtype: its inf or NaN there.
+
+    An intermediate past the dtype's range (a float16 product, a float32 accumulator) gives an
+    infinity, and an element that the dtype evaluates to 0 times an infinite weight gives NaN, where
+    the exact value is finite or infinite: that is what the specification computes.
+    """
+    replaced = (np.isfinite(value) & ~np.isfinite(spec.value)) | (np.isinf(value) & np.isnan(spec.value))
+    return np.where(replaced, spec.value, value)
 
 
 def underflow_gain(*factors: np.ndarray) -> np.ndarray:
@@ -112,6 +143,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
     kernels = exact if method == "exact" else fast
     run = (lambda fn, *cols: exact_map(fn, *cols)) if method == "exact" else (lambda fn, *cols: fn(*cols))
 
+    inputs = dict(tensors)
     if op == "bce_with_logits":
         signature = check_bce_with_logits(x, y, weight, pos_weight, reduction)
         pw = None if pos_weight is None else broadcast_column(pos_weight, y.shape, 1.0)
@@ -129,14 +161,17 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         if op == "sigmoid_bce":
             check_bce_with_logits(x, y, weight, None, reduction)  # shapes, dtypes, weight, reduction
             p = _sigmoid(x, FORMATS[str(x.dtype)], method).astype(x.dtype)
+            inputs["input"] = p
         signature = check_bce(p, y, weight, reduction)
         pf, yf = p.astype(np.float64).ravel(), y.astype(np.float64).ravel()
         losses, scale = run(kernels.bce, pf, yf)
         factors = [np.full(y.size, 100.0)]  # each log is at most 100 in magnitude (the clamp)
         if op == "sigmoid_bce":
-            scale = scale + _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])
+            sensitivity = _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])
+            scale = scale + sensitivity
     else:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
+    reduction = signature.reduction
 
     fmt, n = FORMATS[signature.dtype], int(y.size)
     w = broadcast_column(weight, y.shape, 1.0)
@@ -166,8 +201,10 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         value = np.array([exact.round_to(fmt, v) for v in losses], dtype=np.float64)
     else:
         value = fmt.round_array(losses)
+    spec = specified.loss("bce" if op == "sigmoid_bce" else op, inputs, str(reduction), signature.dtype,
+                          sensitivity if op == "sigmoid_bce" else None)
     return Expected(
-        value=value.reshape(signature.shape),
+        value=finite_as_specified(value.reshape(signature.shape), spec),
         dtype=signature.dtype,
         scale=scale.reshape(signature.shape),
         terms=signature.terms,
@@ -175,4 +212,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         working_dtype=working,
         peak=peak,
         gain=gain.reshape(signature.shape),
+        specified=spec,
+        sign=nonnegative_region(y, weight, pos_weight, signature.shape, reduction != "none"),
+        invariant=NONNEGATIVE,
     )
