@@ -38,6 +38,41 @@ def round_to(fmt: Format, value: mpmath.mpf) -> float:
     return fmt.round(to_fraction(value))
 
 
+PRECISIONS = (256, 512, 1024, 2048, 4096, 8192)
+"""Ziv's strategy: the working precisions tried in turn, until the rounding of every value is decided."""
+GUARD_BITS = 12
+"""An evaluation at p bits errs by less than 2**(GUARD_BITS - p) times its terms' magnitudes (a few roundings each)."""
+
+
+def decided(fmt: Format, value: mpmath.mpf, scale: float) -> bool:
+    """Ziv's test: whether every number within the evaluation's error bound of `value` rounds to the same float.
+
+    The bound is 2**(GUARD_BITS - prec) (scale + |value|), `scale` being the magnitudes of the terms
+    the value was computed from: a cancellation or a term lost below the precision (a tiny pos_weight
+    against 1, e^-174 against 522) widens it relative to the value, and the caller raises the precision.
+    """
+    if CTX.isnan(value) or CTX.isinf(value):
+        return True
+    bound = CTX.ldexp(CTX.mpf(scale) + abs(value), GUARD_BITS - CTX.prec)
+    low, high = CTX.fsub(value, bound, exact=True), CTX.fadd(value, bound, exact=True)
+    return round_to(fmt, low) == round_to(fmt, high)
+
+
+def undecided(fmt: Format, values, scales) -> bool:
+    """Whether some value's rounding is not yet decided at this precision, and a higher one remains to try."""
+    return CTX.prec < PRECISIONS[-1] and not all(decided(fmt, v, float(s)) for v, s in zip(values, scales))
+
+
+def correctly_rounded(fmt: Format, fn, *args) -> float:
+    """fn(*args) (a value with no cancellation) correctly rounded to `fmt`, by Ziv's strategy."""
+    for prec in PRECISIONS:
+        with CTX.workprec(prec):
+            value = fn(*args)
+            if decided(fmt, value, 0.0) or prec == PRECISIONS[-1]:
+                return round_to(fmt, value)
+    raise AssertionError("unreachable")
+
+
 def _abs(value: mpmath.mpf) -> float:
     return 0.0 if CTX.isnan(value) else float(abs(value))
 

@@ -20,6 +20,7 @@ from .losses import (
     as_specified,
     broadcast_column,
     exact_map,
+    fast_decided,
     finite_as_specified,
     underflow_gain,
 )
@@ -50,21 +51,6 @@ def _sign_region(op: str, name: str, y: np.ndarray, pw: np.ndarray | None) -> np
         return np.zeros(y.shape, dtype=bool)
     one = np.ones(y.shape, dtype=bool) if pw is None else pw == 1
     return (y == 0) | ((y == 1) & one)
-
-
-def _flushable_sigmoid(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray, working: str) -> np.ndarray:
-    """Scale that admits a sigmoid flushed to 0 below the smallest normal number, per unit roundoff.
-
-    1 / (1 + exp(-x)) in the working dtype overflows exp(-x) for x < -log(max) and returns 0
-    where sigmoid(x) is subnormal (PyTorch's float32 sigmoid does, from x = -88.72); a
-    flush-to-zero device does the same. The error is at most (|pw y| + 1 + |y|) sigmoid(x).
-    """
-    fmt = FORMATS[working]
-    sig = fast.sigmoid(x)
-    with np.errstate(invalid="ignore", over="ignore"):
-        factor = np.abs(pos_weight * y) + 1 + np.abs(y)
-        flush = np.where(sig < fmt.min_normal, factor * sig / fast.WIDE(fmt.unit_roundoff), 0)
-    return np.nan_to_num(flush.astype(np.float64), nan=0.0, posinf=np.finfo(np.float64).max)
 
 
 def _dtype_literal_input(x: np.ndarray, y: np.ndarray, pw: np.ndarray, fmt: Format) -> np.ndarray:
@@ -151,7 +137,6 @@ def gradients(
         elif name == "input":
             grads, scale = run(kernels.bce_with_logits_grad_input, xf, yf,
                                ([None] * n if method == "exact" else None) if pw is None else pw)
-            scale = scale + _flushable_sigmoid(xf, yf, pw_column, working)
             factors = [np.maximum(np.abs(yf), np.abs(pw_column))]
             if pw is not None:
                 odd = ~(np.isfinite(yf) & np.isfinite(pw_column))
@@ -171,6 +156,11 @@ def gradients(
             if reduction == "mean" and n:
                 grads, scale = grads / n, scale / n
         fmt = FORMATS[str(tensors[name].dtype)]
+        if method == "exact" and exact.undecided(fmt, grads, scale):
+            with exact.CTX.workprec(2 * exact.CTX.prec):
+                return gradients(op, tensors, reduction, wrt, grad_output, method)
+        if method == "fast" and not fast_decided(fmt, grads, scale, 1):
+            return gradients(op, tensors, reduction, wrt, grad_output, "exact")
         if method == "exact":
             value = np.array([exact.round_to(fmt, v) for v in grads], dtype=np.float64)
         else:

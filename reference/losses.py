@@ -71,6 +71,24 @@ def underflow_gain(*factors: np.ndarray) -> np.ndarray:
     return np.nan_to_num(gain, nan=0.0, posinf=0.0)  # where a factor is infinite the value is too: moot
 
 
+FAST_ERROR = 2.0**-56
+"""The longdouble kernels (64 significand bits) err by less than this times their terms' magnitudes."""
+
+
+def fast_decided(fmt: Format, values: np.ndarray, scale: np.ndarray, terms: int) -> bool:
+    """Ziv's test for the longdouble path: whether every value rounds alike across its error bound.
+
+    The bound is FAST_ERROR (scale + |value|) per element, plus u_longdouble per level of the pairwise
+    sum of `terms` elements; where it is not decided the caller evaluates exactly instead.
+    """
+    finite = np.isfinite(values)
+    v = values[finite].astype(fast.WIDE)
+    depth = math.ceil(math.log2(terms)) + 1 if terms > 1 else 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = (FAST_ERROR + depth * 2.0**-63) * (np.asarray(scale, dtype=fast.WIDE)[finite] + np.abs(v))
+        return bool(np.array_equal(fmt.round_array(v - bound), fmt.round_array(v + bound)))
+
+
 def broadcast_column(array: np.ndarray | None, shape: tuple[int, ...], default: float) -> np.ndarray:
     if array is None:
         return np.full(int(np.prod(shape)), default, dtype=np.float64)
@@ -106,7 +124,8 @@ def infinite_factor_literal(x: np.ndarray, y: np.ndarray, pw: np.ndarray, fmt: F
 def _sigmoid(x: np.ndarray, fmt: Format, method: str) -> np.ndarray:
     """sigmoid(x) correctly rounded to `fmt`, as float64."""
     if method == "exact":
-        return np.array([exact.round_to(fmt, exact.sigmoid(v)) for v in x.astype(np.float64).ravel()]).reshape(x.shape)
+        values = [exact.correctly_rounded(fmt, exact.sigmoid, v) for v in x.astype(np.float64).ravel()]
+        return np.array(values).reshape(x.shape)
     return fmt.round_array(fast.sigmoid(x))
 
 
@@ -167,8 +186,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         losses, scale = run(kernels.bce, pf, yf)
         factors = [np.full(y.size, 100.0)]  # each log is at most 100 in magnitude (the clamp)
         if op == "sigmoid_bce":
-            sensitivity = _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])
-            scale = scale + sensitivity
+            sensitivity = _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])  # sizes the as-specified tolerance
     else:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
     reduction = signature.reduction
@@ -197,6 +215,11 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         with np.errstate(over="ignore"):
             scale, gain = (np.array([a.sum() / max(n, 1) if reduction == "mean" else a.sum()]) for a in (scale, gain))
         scale = np.nan_to_num(scale, posinf=np.finfo(np.float64).max)
+    if method == "exact" and exact.undecided(fmt, losses, scale):
+        with exact.CTX.workprec(2 * exact.CTX.prec):
+            return compute(op, tensors, reduction, method)
+    if method == "fast" and not fast_decided(fmt, losses, scale, n if reduction != "none" else 1):
+        return compute(op, tensors, reduction, "exact")
     if method == "exact":
         value = np.array([exact.round_to(fmt, v) for v in losses], dtype=np.float64)
     else:

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.compare import Outcome, agrees_with_printed, check_rejection, check_value
+from conformance.compare import (
+    Outcome,
+    agrees_with_printed,
+    check_rejection,
+    check_value,
+)
 from conformance.results import AS_SPECIFIED, EXACT, Status
 from conformance.tolerance import Allowed
 from reference import Expected
