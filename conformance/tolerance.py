@@ -76,8 +76,9 @@ def allowed(op: str, expected: Expected, override: ToleranceOverride | None = No
     """The admissible errors of each element of the result (of the gradient by `wrt`, when given).
 
     Around the exact value E: k_E u |E| + r(N) u M + ulp(E); around PyTorch's value S in the dtype:
-    k_S u T + r(N) u M + ulp(S), where u is the working dtype's unit roundoff, T the magnitudes of
-    the terms of the algorithm's last sum and M those of the elements a reduction adds.
+    k_S u T + r(N) u M + k s gain / 2 + ulp(S), where u is the working dtype's unit roundoff, T the
+    magnitudes of the terms of the algorithm's last sum, M those of the elements a reduction adds and
+    s the smallest subnormal (an underflow in the algorithm, magnified by the factors that follow).
     """
     fmt, work = FORMATS[expected.dtype], FORMATS[expected.working_dtype]
     rules = policy()
@@ -92,12 +93,13 @@ def allowed(op: str, expected: Expected, override: ToleranceOverride | None = No
     gain = 1.0 if expected.gain is None else expected.gain
     # k * s / 2, not s / 2 first: half of float64's smallest subnormal rounds to zero
     underflow = (max(counts.exact, counts.specified) + r) * work.min_subnormal * gain / 2
-    common = r * u * magnitude + underflow
+    common = r * u * magnitude
     with np.errstate(over="ignore", invalid="ignore"):
         exact = counts.exact * u * np.abs(value) + common + rules.final_ulps * fmt.spacing(value)
         if spec is None:
-            return Allowed(exact)
+            return Allowed(exact + underflow)
         s_value = _finite(spec.value)
-        around = counts.specified * u * spec.scale + common + rules.final_ulps * fmt.spacing(s_value)
+        # an intermediate of PyTorch's algorithm that underflows errs by s / 2, magnified by what follows it
+        around = counts.specified * u * spec.scale + common + underflow + rules.final_ulps * fmt.spacing(s_value)
         reach = np.maximum(exact, np.abs(s_value - value) + around)
     return Allowed(exact, around, np.nan_to_num(reach, nan=np.inf))

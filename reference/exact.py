@@ -7,7 +7,6 @@ a working precision with unit roundoff u may make, per unit of u (see docs/toler
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import mpmath
 
@@ -16,12 +15,6 @@ from .formats import Format
 CTX = mpmath.MPContext()
 CTX.prec = 256
 CLAMP = CTX.mpf(-100)
-
-
-def to_fraction(value: mpmath.mpf) -> Fraction:
-    man, exp = value.man_exp  # the mantissa comes without its sign
-    magnitude = Fraction(abs(int(man))) * Fraction(2) ** int(exp)
-    return -magnitude if value < 0 else magnitude
 
 
 def round_to(fmt: Format, value: mpmath.mpf) -> float:
@@ -35,7 +28,29 @@ def round_to(fmt: Format, value: mpmath.mpf) -> float:
         return -0.0 if value < 0 else 0.0
     if magnitude > fmt.emax + 4:
         return -math.inf if value < 0 else math.inf
-    return fmt.round(to_fraction(value))
+    return _round_binary(fmt, value)
+
+
+def _round_binary(fmt: Format, value: mpmath.mpf) -> float:
+    """Round man * 2**exp to `fmt` with integer arithmetic (ties to even); `Format.round` does it for a Fraction."""
+    if value == 0:
+        return 0.0
+    man, exp = value.man_exp
+    magnitude, exp = abs(int(man)), int(exp)
+    top = exp + magnitude.bit_length() - 1  # 2**top <= |value| < 2**(top + 1)
+    quantum = max(top, fmt.emin) - (fmt.precision - 1)
+    shift = quantum - exp
+    if shift <= 0:
+        rounded = magnitude << -shift
+    else:
+        rounded, rest = magnitude >> shift, magnitude & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        if rest > half or (rest == half and rounded & 1):
+            rounded += 1
+    if rounded and rounded.bit_length() - 1 + quantum > fmt.emax:
+        return -math.inf if value < 0 else math.inf
+    result = math.ldexp(rounded, quantum)
+    return -result if value < 0 else result
 
 
 PRECISIONS = (256, 512, 1024, 2048, 4096, 8192)
@@ -54,7 +69,9 @@ def decided(fmt: Format, value: mpmath.mpf, scale: float) -> bool:
     if CTX.isnan(value) or CTX.isinf(value):
         return True
     bound = CTX.ldexp(CTX.mpf(scale) + abs(value), GUARD_BITS - CTX.prec)
-    low, high = CTX.fsub(value, bound, exact=True), CTX.fadd(value, bound, exact=True)
+    # exact where the bound is within 2p bits of the value; where it dwarfs the value, the value is moot
+    with CTX.workprec(2 * CTX.prec + 64):
+        low, high = value - bound, value + bound
     return round_to(fmt, low) == round_to(fmt, high)
 
 
