@@ -677,7 +677,7 @@ class LogitsRelativeBias(_Logits):
         return (loss.astype(np.float64) * (1 + bias)).astype(loss.dtype)
 
 
-class LogOneMinusP(_Bce):
+class LogInsteadOfLog1p(_Bce):
     """log(1 - p) in place of log1p(-p): p = 1e-30, y = 0 gives 0 where PyTorch's log1p gives 1e-30."""
 
     catches = {"bce-tiny-p-y0-log1p": "float64", "bce-small-loss-zero-target": "float32"}
@@ -687,4 +687,4 @@ class LogOneMinusP(_Bce):
 
 
 MUTANTS += [BiasAtZeroTarget, NegativeLogitsTail, GradTargetSignSlipNearHalf, GradSaturatedSigmoidSignSlip,
-            RelativeBias, LogitsRelativeBias, LogOneMinusP]
+            RelativeBias, LogitsRelativeBias, LogInsteadOfLog1p]
