@@ -31,7 +31,7 @@ def expected(case: Case, inputs: Inputs) -> dict[str, Expected]:
     return gradients(case.op, inputs.tensors, inputs.reduction, case.grad, inputs.grad_output)
 
 
-def allowed(case: Case, wrt: str, value: Expected) -> np.ndarray:
+def allowed(case: Case, wrt: str, value: Expected) -> tolerance.Allowed:
     """The admissible error of each element of one result: the case's override, else the derivative's count."""
     if case.derivative == "grad" or case.tolerance is not None:
         return tolerance.allowed(case.op, value, case.tolerance, wrt=wrt)

@@ -72,7 +72,7 @@ def specified(sample: Sample, method: str = "auto") -> dict[str, Expected]:
     return {LOSS: reference.compute(sample.op, sample.tensors, sample.reduction, method)}
 
 
-def admissible(sample: Sample, expected: Mapping[str, Expected]) -> dict[str, np.ndarray]:
+def admissible(sample: Sample, expected: Mapping[str, Expected]) -> dict[str, tolerance.Allowed]:
     return {q: tolerance.allowed(sample.op, e, wrt=None if q == LOSS else q) for q, e in expected.items()}
 
 
@@ -222,7 +222,7 @@ class Metamorphic:
         (values_left, allowed_left), (values_right, allowed_right) = sides  # type: ignore[misc]
         factor = relation.right.factor(sample)
         for quantity in values_left:
-            got, bound = values_left[quantity], allowed_left[quantity]
+            got, bound = values_left[quantity], allowed_left[quantity].widest()
             if relation.left.then_sum:
                 with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: the spacing's magnitude is moot
                     bound = np.asarray(bound.sum() + FORMATS[str(got.dtype)].spacing(
@@ -233,10 +233,10 @@ class Metamorphic:
             with np.errstate(invalid="ignore", over="ignore"):
                 # the exact product, rounded once into the dtype (where it overflows, inf is the right answer)
                 scaled = FORMATS[dtype].round_array(other.astype(np.longdouble) * factor)
-                allowed = np.broadcast_to(bound + abs(factor) * allowed_right[quantity], scaled.shape)
+                allowed = np.broadcast_to(bound + abs(factor) * allowed_right[quantity].widest(), scaled.shape)
             expected = Expected(value=scaled, dtype=dtype, scale=np.zeros(scaled.shape), terms=1, method="relation",
                                 working_dtype=dtype)
-            verdict = compare.check_value(Outcome(value=got), expected, allowed)
+            verdict = compare.check_value(Outcome(value=got), expected, tolerance.Allowed(allowed))
             if verdict.status != Status.PASSED:
                 return _labelled(verdict, label if quantity == LOSS else f"d/d {quantity}, {label}")
         return Verdict(Status.PASSED, "")

@@ -46,8 +46,9 @@ def unsaturated_bounds(fmt: Format) -> tuple[float, float]:
 
 
 def saturated_bounds(fmt: Format) -> tuple[float, float]:
-    """Beyond these, sigmoid(x) rounds to 1 (within a quarter ulp), or -log sigmoid(x) exceeds the clamp."""
-    return -102.0, (fmt.precision + 2) * LN2
+    """Beyond these, sigmoid(x) rounds to 1 (within a quarter ulp), or -log sigmoid(x) exceeds the clamp and
+    sigmoid(x), which -log1p(-sigmoid(x)) carries at y < 1, is below half the smallest subnormal."""
+    return min(-102.0, math.log(fmt.min_subnormal) - LN2), (fmt.precision + 2) * LN2
 
 
 def _unit(values: np.ndarray, fmt: Format) -> np.ndarray:

@@ -18,6 +18,7 @@ from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
 from .results import (
+    AS_SPECIFIED,
     EXPECTED,
     GATE_FAILURES,
     JUDGED,
@@ -187,12 +188,15 @@ def summary(run: Run) -> list[dict[str, Any]]:
     ):
         counts = Counter(r.status for r in results)
         compared = [r for r in results if r.status in (Status.PASSED, Status.FAILED)]
+        worst = max((r for r in compared if r.max_ulp_error is not None), key=lambda r: r.max_ulp_error, default=None)
         rows.append({
             "backend": backend, "op": op, "wrt": wrt, "dtype": dtype,
             "ran": len(results) - sum(counts[s] for s in NOT_RUN),
             **{str(s): counts[s] for s in STATUSES},
             **{mark: sum(r.expectation == mark for r in results) for mark in (EXPECTED, UNEXPECTED_PASS)},
+            "as_specified": sum(r.status == Status.PASSED and r.matched == AS_SPECIFIED for r in results),
             "worst_ulp": _worst([r.max_ulp_error for r in compared]),
+            "worst_ulp_matched": worst.matched if worst is not None and worst.status == Status.PASSED else "",
             "worst_headroom": _worst([r.headroom for r in compared]),
         })
     return rows
@@ -204,6 +208,17 @@ def _fmt(value: float | None) -> str:
     if math.isinf(value):
         return "inf"
     return f"{value:.3g}"
+
+
+def _worst_ulp(row: dict[str, Any]) -> str:
+    """The worst error in ulps from the exact value, naming the reference it matched where that is not the exact one."""
+    text = _fmt(row["worst_ulp"])
+    return f"{text} ({row['worst_ulp_matched']})" if row["worst_ulp_matched"] == AS_SPECIFIED else text
+
+
+def as_specified(run: Run) -> list[Result]:
+    """Passes that only PyTorch's algorithm in the dtype admits (not the exact value's tolerance)."""
+    return [r for r in run.results if r.status == Status.PASSED and r.matched == AS_SPECIFIED]
 
 
 def _closing_line(run: Run) -> str:
@@ -237,10 +252,16 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
         # the expectation columns show only where a manifest marked some result
         marks = [m for m in (EXPECTED, UNEXPECTED_PASS) if any(r[m] for r in rows)]
         table = [[r["backend"], r["op"], r["dtype"], checked(r["wrt"]), r["ran"], *(r[str(s)] for s in statuses),
-                  *(r[m] for m in marks), _fmt(r["worst_ulp"]), _fmt(r["worst_headroom"])] for r in rows]
+                  *(r[m] for m in marks), r["as_specified"], _worst_ulp(r), _fmt(r["worst_headroom"])] for r in rows]
         counts = ["errors" if s == Status.ERROR else str(s) for s in statuses] + [m.replace("-", " ") for m in marks]
-        headers = ["backend", "op", "dtype", "checks", "ran", *counts, "worst ulp", "headroom"]
+        headers = ["backend", "op", "dtype", "checks", "ran", *counts, "as specified", "worst ulp", "headroom"]
         sections.append(tabulate(table, headers=headers, tablefmt=tablefmt))
+    specified = as_specified(run)
+    if specified:
+        rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
+                 f"passed ({r.message})"] for r in specified]
+        sections.append("Passed as specified (PyTorch's algorithm in the dtype; outside the exact value's tolerance):\n"
+                        + tabulate(rows, headers=["backend", "case", "dtype", "status"], tablefmt=tablefmt))
     known = [r for r in run.results if r.expectation]
     if known:
         rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,  # type: ignore[misc]
@@ -358,6 +379,9 @@ def render_junit(run: Run) -> str:
                     r, info.selector, run.command)
             elif r.status in NOT_RUN:
                 ET.SubElement(case, "skipped", message=r.message)
+            elif r.matched == AS_SPECIFIED:  # a pass, labelled: how far from the exact value it is
+                ET.SubElement(ET.SubElement(case, "properties"), "property", name="matched", value=AS_SPECIFIED)
+                ET.SubElement(case, "system-out").text = f"passed ({r.message})"
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 

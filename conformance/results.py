@@ -24,6 +24,8 @@ class Status(str, Enum):
 NOT_RUN = (Status.SKIPPED, Status.UNSUPPORTED)
 EXPECTED, UNEXPECTED_PASS = "expected", "unexpected-pass"
 """The marks an expectations manifest puts on a result (`Result.expectation`)."""
+EXACT, AS_SPECIFIED = "exact", "as specified"
+"""Which reference a passing value matched (`Result.matched`): the exact value, or only PyTorch's algorithm in the dtype."""
 GATE_FAILURES = (Status.FAILED, Status.ERROR, Status.CRASHED, Status.TIMEOUT)
 """Statuses that make a run red."""
 JUDGED = (Status.PASSED, Status.FAILED)
@@ -52,6 +54,7 @@ class Result:
     rerun: str = ""  # the command that reruns just this result, where the case file does not say it
     expectation: str = ""  # "expected" or "unexpected-pass" where an expectations manifest lists it (expectations.py)
     layout: str = "c"  # the memory layout the backend received the arrays in (inputs.LAYOUTS)
+    matched: str = ""  # a compared pass: EXACT, or AS_SPECIFIED where only PyTorch's algorithm in the dtype admits it
 
     @property
     def key(self) -> tuple[str, str, str, str | None, str]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 import reference
@@ -58,7 +57,7 @@ class _Specified:
     """What the specification says of one case under one dtype: a value, a rejection, or a broken case."""
 
     expected: Expected | None = None
-    allowed: np.ndarray | None = None
+    allowed: tolerance.Allowed | None = None
     reject: str | None = None
     error: str | None = None
 
@@ -205,7 +204,7 @@ def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: flo
         backend=backend, case_id=case.id, op=case.op, dtype=dtype, status=verdict.status, message=verdict.message,
         source=case.source, wrt=wrt, expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,
         allowed=verdict.allowed, max_ulp_error=verdict.max_ulp_error, headroom=verdict.headroom,
-        index=verdict.index, seconds=seconds, tags=list(case.tags), layout=layout,
+        index=verdict.index, seconds=seconds, tags=list(case.tags), layout=layout, matched=verdict.matched,
     )
 
 

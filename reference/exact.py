@@ -7,7 +7,6 @@ a working precision with unit roundoff u may make, per unit of u (see docs/toler
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import mpmath
 
@@ -16,12 +15,6 @@ from .formats import Format
 CTX = mpmath.MPContext()
 CTX.prec = 256
 CLAMP = CTX.mpf(-100)
-
-
-def to_fraction(value: mpmath.mpf) -> Fraction:
-    man, exp = value.man_exp  # the mantissa comes without its sign
-    magnitude = Fraction(abs(int(man))) * Fraction(2) ** int(exp)
-    return -magnitude if value < 0 else magnitude
 
 
 def round_to(fmt: Format, value: mpmath.mpf) -> float:
@@ -35,7 +28,66 @@ def round_to(fmt: Format, value: mpmath.mpf) -> float:
         return -0.0 if value < 0 else 0.0
     if magnitude > fmt.emax + 4:
         return -math.inf if value < 0 else math.inf
-    return fmt.round(to_fraction(value))
+    return _round_binary(fmt, value)
+
+
+def _round_binary(fmt: Format, value: mpmath.mpf) -> float:
+    """Round man * 2**exp to `fmt` with integer arithmetic (ties to even); `Format.round` does it for a Fraction."""
+    if value == 0:
+        return 0.0
+    man, exp = value.man_exp
+    magnitude, exp = abs(int(man)), int(exp)
+    top = exp + magnitude.bit_length() - 1  # 2**top <= |value| < 2**(top + 1)
+    quantum = max(top, fmt.emin) - (fmt.precision - 1)
+    shift = quantum - exp
+    if shift <= 0:
+        rounded = magnitude << -shift
+    else:
+        rounded, rest = magnitude >> shift, magnitude & ((1 << shift) - 1)
+        half = 1 << (shift - 1)
+        if rest > half or (rest == half and rounded & 1):
+            rounded += 1
+    if rounded and rounded.bit_length() - 1 + quantum > fmt.emax:
+        return -math.inf if value < 0 else math.inf
+    result = math.ldexp(rounded, quantum)
+    return -result if value < 0 else result
+
+
+PRECISIONS = (256, 512, 1024, 2048, 4096, 8192)
+"""Ziv's strategy: the working precisions tried in turn, until the rounding of every value is decided."""
+GUARD_BITS = 12
+"""An evaluation at p bits errs by less than 2**(GUARD_BITS - p) times its terms' magnitudes (a few roundings each)."""
+
+
+def decided(fmt: Format, value: mpmath.mpf, scale: float) -> bool:
+    """Ziv's test: whether every number within the evaluation's error bound of `value` rounds to the same float.
+
+    The bound is 2**(GUARD_BITS - prec) (scale + |value|), `scale` being the magnitudes of the terms
+    the value was computed from: a cancellation or a term lost below the precision (a tiny pos_weight
+    against 1, e^-174 against 522) widens it relative to the value, and the caller raises the precision.
+    """
+    if CTX.isnan(value) or CTX.isinf(value):
+        return True
+    bound = CTX.ldexp(CTX.mpf(scale) + abs(value), GUARD_BITS - CTX.prec)
+    # exact where the bound is within 2p bits of the value; where it dwarfs the value, the value is moot
+    with CTX.workprec(2 * CTX.prec + 64):
+        low, high = value - bound, value + bound
+    return round_to(fmt, low) == round_to(fmt, high)
+
+
+def undecided(fmt: Format, values, scales) -> bool:
+    """Whether some value's rounding is not yet decided at this precision, and a higher one remains to try."""
+    return CTX.prec < PRECISIONS[-1] and not all(decided(fmt, v, float(s)) for v, s in zip(values, scales))
+
+
+def correctly_rounded(fmt: Format, fn, *args) -> float:
+    """fn(*args) (a value with no cancellation) correctly rounded to `fmt`, by Ziv's strategy."""
+    for prec in PRECISIONS:
+        with CTX.workprec(prec):
+            value = fn(*args)
+            if decided(fmt, value, 0.0) or prec == PRECISIONS[-1]:
+                return round_to(fmt, value)
+    raise AssertionError("unreachable")
 
 
 def _abs(value: mpmath.mpf) -> float:

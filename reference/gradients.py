@@ -12,27 +12,45 @@ from typing import Collection, Mapping
 
 import numpy as np
 
-from . import exact, fast
+from . import exact, fast, specified
 from .formats import FORMATS, Format
-from .losses import EXACT_LIMIT, Expected, as_specified, broadcast_column, exact_map, underflow_gain
-from .spec import BCE_GRAD_EPS, DIFFERENTIABLE, check_bce, check_bce_with_logits, check_differentiable
+from .losses import (
+    EXACT_LIMIT,
+    Expected,
+    as_specified,
+    broadcast_column,
+    exact_map,
+    fast_decided,
+    finite_as_specified,
+    underflow_gain,
+)
+from .spec import (
+    BCE_GRAD_EPS,
+    DIFFERENTIABLE,
+    check_bce,
+    check_bce_with_logits,
+    check_differentiable,
+)
 
 GRADIENT_OPS = ("bce", "bce_with_logits")
 
+SIGN_RULES = {
+    ("bce", "input"): "d/dp has the sign of (p - y) g w",
+    ("bce", "target"): "d/dy has the sign of (1/2 - p) g w",
+    ("bce_with_logits", "input"): "d/dx has the sign of (sigmoid(x) - y) g w where y = 0, or y = 1 without pos_weight",
+    ("bce_with_logits", "target"): "d/dy has the sign of -x g w without pos_weight",
+}
+"""The gradient-sign invariants, each with its region: there every step of PyTorch's algorithm keeps the sign."""
 
-def _flushable_sigmoid(x: np.ndarray, y: np.ndarray, pos_weight: np.ndarray, working: str) -> np.ndarray:
-    """Scale that admits a sigmoid flushed to 0 below the smallest normal number, per unit roundoff.
 
-    1 / (1 + exp(-x)) in the working dtype overflows exp(-x) for x < -log(max) and returns 0
-    where sigmoid(x) is subnormal (PyTorch's float32 sigmoid does, from x = -88.72); a
-    flush-to-zero device does the same. The error is at most (|pw y| + 1 + |y|) sigmoid(x).
-    """
-    fmt = FORMATS[working]
-    sig = fast.sigmoid(x)
-    with np.errstate(invalid="ignore", over="ignore"):
-        factor = np.abs(pos_weight * y) + 1 + np.abs(y)
-        flush = np.where(sig < fmt.min_normal, factor * sig / fast.WIDE(fmt.unit_roundoff), 0)
-    return np.nan_to_num(flush.astype(np.float64), nan=0.0, posinf=np.finfo(np.float64).max)
+def _sign_region(op: str, name: str, y: np.ndarray, pw: np.ndarray | None) -> np.ndarray:
+    """Where SIGN_RULES[(op, name)] applies, per element."""
+    if op == "bce" or (name == "target" and pw is None):
+        return np.ones(y.shape, dtype=bool)
+    if name == "target":
+        return np.zeros(y.shape, dtype=bool)
+    one = np.ones(y.shape, dtype=bool) if pw is None else pw == 1
+    return (y == 0) | ((y == 1) & one)
 
 
 def _dtype_literal_input(x: np.ndarray, y: np.ndarray, pw: np.ndarray, fmt: Format) -> np.ndarray:
@@ -75,6 +93,7 @@ def gradients(
     else:
         raise ValueError(f"no gradient is specified for {op!r}; expected one of {GRADIENT_OPS}")
     check_differentiable(op, tuple(wrt))
+    reduction = signature.reduction
     g = np.ones(signature.shape) if grad_output is None else np.asarray(grad_output).astype(np.float64)
     if g.shape != signature.shape:
         raise ValueError(f"grad_output has shape {g.shape}, but the loss has shape {signature.shape}")
@@ -118,7 +137,6 @@ def gradients(
         elif name == "input":
             grads, scale = run(kernels.bce_with_logits_grad_input, xf, yf,
                                ([None] * n if method == "exact" else None) if pw is None else pw)
-            scale = scale + _flushable_sigmoid(xf, yf, pw_column, working)
             factors = [np.maximum(np.abs(yf), np.abs(pw_column))]
             if pw is not None:
                 odd = ~(np.isfinite(yf) & np.isfinite(pw_column))
@@ -138,12 +156,20 @@ def gradients(
             if reduction == "mean" and n:
                 grads, scale = grads / n, scale / n
         fmt = FORMATS[str(tensors[name].dtype)]
+        if method == "exact" and exact.undecided(fmt, grads, scale):
+            with exact.CTX.workprec(2 * exact.CTX.prec):
+                return gradients(op, tensors, reduction, wrt, grad_output, method)
+        if method == "fast" and not fast_decided(fmt, grads, scale, 1):
+            return gradients(op, tensors, reduction, wrt, grad_output, "exact")
         if method == "exact":
             value = np.array([exact.round_to(fmt, v) for v in grads], dtype=np.float64)
         else:
             value = fmt.round_array(grads)
+        spec = specified.gradient(op, tensors, str(reduction), name, g)
+        value = finite_as_specified(value.reshape(tensors[name].shape), spec)
+        region = _sign_region(op, name, yf, pw).reshape(tensors[name].shape)
         results[name] = Expected(
-            value=value.reshape(tensors[name].shape),
+            value=value,
             dtype=str(tensors[name].dtype),
             scale=np.nan_to_num(scale, nan=0.0, posinf=np.finfo(np.float64).max).reshape(tensors[name].shape),
             terms=1,
@@ -151,5 +177,8 @@ def gradients(
             working_dtype=working,
             peak=float(peak),
             gain=underflow_gain(*factors, *chain).reshape(tensors[name].shape),
+            specified=spec,
+            sign=np.where(region, np.sign(np.nan_to_num(value, nan=0.0)), 0.0),
+            invariant=SIGN_RULES[(op, name)],
         )
     return results

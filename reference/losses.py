@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from . import exact, fast
+from . import exact, fast, specified
 from .formats import FORMATS, Format
 from .spec import check_bce, check_bce_with_logits
 
@@ -31,6 +31,37 @@ class Expected:
     # intermediate overflows, and the order of evaluation, not the specification, decides the result
     gain: np.ndarray | None = None  # per value: how much the factors that follow an intermediate may amplify
     # an underflow there (an absolute error of half the smallest subnormal); None: 1
+    specified: specified.Specified | None = None  # PyTorch's algorithm evaluated in the dtype (reference/specified.py)
+    sign: np.ndarray | None = None  # per value: +1 or -1 where an invariant fixes the sign of the result
+    # (a conforming value is 0 or of that sign), 0 where none does; None: no invariant
+    invariant: str = ""  # the invariant's name, with its region, for a failure message
+
+
+NONNEGATIVE = "loss >= 0 where targets lie in [0, 1] and weight, pos_weight >= 0"
+
+
+def nonnegative_region(y: np.ndarray, weight: np.ndarray | None, pos_weight: np.ndarray | None,
+                       shape: tuple[int, ...], reduced: bool) -> np.ndarray:
+    """+1 per value where the loss is >= 0 for every element it covers (NONNEGATIVE), else 0."""
+    with np.errstate(invalid="ignore"):
+        inside = (y.astype(np.float64) >= 0) & (y.astype(np.float64) <= 1)
+        for factor in (weight, pos_weight):
+            if factor is not None:
+                inside = inside & (np.broadcast_to(factor.astype(np.float64), y.shape) >= 0)
+    if reduced:
+        return np.full(shape, 1.0 if bool(inside.all()) else 0.0)
+    return inside.astype(np.float64).reshape(shape)
+
+
+def finite_as_specified(value: np.ndarray, spec: specified.Specified) -> np.ndarray:
+    """The value, except where PyTorch's algorithm overflows or meets 0 * inf in the dtype: its inf or NaN there.
+
+    An intermediate past the dtype's range (a float16 product, a float32 accumulator) gives an
+    infinity, and an element that the dtype evaluates to 0 times an infinite weight gives NaN, where
+    the exact value is finite or infinite: that is what the specification computes.
+    """
+    replaced = (np.isfinite(value) & ~np.isfinite(spec.value)) | (np.isinf(value) & np.isnan(spec.value))
+    return np.where(replaced, spec.value, value)
 
 
 def underflow_gain(*factors: np.ndarray) -> np.ndarray:
@@ -38,6 +69,25 @@ def underflow_gain(*factors: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         gain = np.prod([np.maximum(1.0, np.abs(np.asarray(f, dtype=np.float64))) for f in factors], axis=0)
     return np.nan_to_num(gain, nan=0.0, posinf=0.0)  # where a factor is infinite the value is too: moot
+
+
+FAST_ERROR = 2.0**-59
+"""The longdouble kernels (64 significand bits, elementary functions within 2 ulp) err by less than this times
+their terms' magnitudes: about 8 roundings of 2^-64, with a margin of 4."""
+
+
+def fast_decided(fmt: Format, values: np.ndarray, scale: np.ndarray, terms: int) -> bool:
+    """Ziv's test for the longdouble path: whether every value rounds alike across its error bound.
+
+    The bound is FAST_ERROR (scale + |value|) per element, plus u_longdouble per level of the pairwise
+    sum of `terms` elements; where it is not decided the caller evaluates exactly instead.
+    """
+    finite = np.isfinite(values)
+    v = values[finite].astype(fast.WIDE)
+    depth = math.ceil(math.log2(terms)) + 1 if terms > 1 else 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = (FAST_ERROR + depth * 2.0**-63) * (np.asarray(scale, dtype=fast.WIDE)[finite] + np.abs(v))
+        return bool(np.array_equal(fmt.round_array(v - bound), fmt.round_array(v + bound)))
 
 
 def broadcast_column(array: np.ndarray | None, shape: tuple[int, ...], default: float) -> np.ndarray:
@@ -75,7 +125,8 @@ def infinite_factor_literal(x: np.ndarray, y: np.ndarray, pw: np.ndarray, fmt: F
 def _sigmoid(x: np.ndarray, fmt: Format, method: str) -> np.ndarray:
     """sigmoid(x) correctly rounded to `fmt`, as float64."""
     if method == "exact":
-        return np.array([exact.round_to(fmt, exact.sigmoid(v)) for v in x.astype(np.float64).ravel()]).reshape(x.shape)
+        values = [exact.correctly_rounded(fmt, exact.sigmoid, v) for v in x.astype(np.float64).ravel()]
+        return np.array(values).reshape(x.shape)
     return fmt.round_array(fast.sigmoid(x))
 
 
@@ -112,6 +163,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
     kernels = exact if method == "exact" else fast
     run = (lambda fn, *cols: exact_map(fn, *cols)) if method == "exact" else (lambda fn, *cols: fn(*cols))
 
+    inputs = dict(tensors)
     if op == "bce_with_logits":
         signature = check_bce_with_logits(x, y, weight, pos_weight, reduction)
         pw = None if pos_weight is None else broadcast_column(pos_weight, y.shape, 1.0)
@@ -129,14 +181,16 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         if op == "sigmoid_bce":
             check_bce_with_logits(x, y, weight, None, reduction)  # shapes, dtypes, weight, reduction
             p = _sigmoid(x, FORMATS[str(x.dtype)], method).astype(x.dtype)
+            inputs["input"] = p
         signature = check_bce(p, y, weight, reduction)
         pf, yf = p.astype(np.float64).ravel(), y.astype(np.float64).ravel()
         losses, scale = run(kernels.bce, pf, yf)
         factors = [np.full(y.size, 100.0)]  # each log is at most 100 in magnitude (the clamp)
         if op == "sigmoid_bce":
-            scale = scale + _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])
+            sensitivity = _sigmoid_sensitivity(pf, yf, FORMATS[str(x.dtype)])  # sizes the as-specified tolerance
     else:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
+    reduction = signature.reduction
 
     fmt, n = FORMATS[signature.dtype], int(y.size)
     w = broadcast_column(weight, y.shape, 1.0)
@@ -162,12 +216,19 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         with np.errstate(over="ignore"):
             scale, gain = (np.array([a.sum() / max(n, 1) if reduction == "mean" else a.sum()]) for a in (scale, gain))
         scale = np.nan_to_num(scale, posinf=np.finfo(np.float64).max)
+    if method == "exact" and exact.undecided(fmt, losses, scale):
+        with exact.CTX.workprec(2 * exact.CTX.prec):
+            return compute(op, tensors, reduction, method)
+    if method == "fast" and not fast_decided(fmt, losses, scale, n if reduction != "none" else 1):
+        return compute(op, tensors, reduction, "exact")
     if method == "exact":
         value = np.array([exact.round_to(fmt, v) for v in losses], dtype=np.float64)
     else:
         value = fmt.round_array(losses)
+    spec = specified.loss("bce" if op == "sigmoid_bce" else op, inputs, str(reduction), signature.dtype,
+                          sensitivity if op == "sigmoid_bce" else None)
     return Expected(
-        value=value.reshape(signature.shape),
+        value=finite_as_specified(value.reshape(signature.shape), spec),
         dtype=signature.dtype,
         scale=scale.reshape(signature.shape),
         terms=signature.terms,
@@ -175,4 +236,7 @@ def compute(op: str, tensors: Mapping[str, np.ndarray], reduction: object = "mea
         working_dtype=working,
         peak=peak,
         gain=gain.reshape(signature.shape),
+        specified=spec,
+        sign=nonnegative_region(y, weight, pos_weight, signature.shape, reduction != "none"),
+        invariant=NONNEGATIVE,
     )

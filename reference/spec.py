@@ -7,6 +7,8 @@ import numpy as np
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 REDUCTIONS = ("none", "mean", "sum")
+DEPRECATED_REDUCTIONS = {"elementwise_mean": "mean"}
+"""Accepted as their replacement, with a UserWarning (torch/nn/_reduction.py, PyTorch 2.13)."""
 DIFFERENTIABLE = ("input", "target")
 """The tensors autograd differentiates the losses by; asking for weight or pos_weight raises."""
 BCE_GRAD_EPS = 9.999999960041972e-13
@@ -28,6 +30,7 @@ class Signature:
     dtype: str
     shape: tuple[int, ...]
     terms: int
+    reduction: str = "none"  # the reduction's name, a deprecated one replaced
 
 
 def dtype_name(array: np.ndarray) -> str:
@@ -35,10 +38,13 @@ def dtype_name(array: np.ndarray) -> str:
 
 
 def _is_real(array: np.ndarray) -> bool:
-    return dtype_name(array) in FLOAT_DTYPES or array.dtype.kind in "iu"
+    """A floating, integer or bool dtype (a bool weight multiplies as 0 and 1)."""
+    return dtype_name(array) in FLOAT_DTYPES or array.dtype.kind in "iub"
 
 
 def _check_reduction(reduction: object) -> str:
+    if isinstance(reduction, str) and reduction in DEPRECATED_REDUCTIONS:
+        return DEPRECATED_REDUCTIONS[reduction]
     if reduction not in REDUCTIONS:
         raise Rejected("invalid_reduction", f"{reduction!r} is not a valid value for reduction")
     return str(reduction)
@@ -65,7 +71,7 @@ def _check_in_unit_interval(name: str, array: np.ndarray) -> None:
 def _signature(input: np.ndarray, reduction: str, dtype: str) -> Signature:
     if reduction == "none":
         return Signature(dtype, input.shape, 1)
-    return Signature(dtype, (), int(input.size))
+    return Signature(dtype, (), int(input.size), reduction)
 
 
 def check_bce(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: object) -> Signature:

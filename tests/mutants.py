@@ -13,6 +13,11 @@ import numpy as np
 from conformance.backends.numpy_backend import FLOATS, NumpyBackend, _reduce
 
 
+def _named(reduction: Any) -> Any:
+    """PyTorch's deprecated 'elementwise_mean' is 'mean' (the checks have already warned)."""
+    return "mean" if reduction == "elementwise_mean" else reduction
+
+
 class Altered(NumpyBackend):
     kind = "mutant"
     catches: dict[str, str] = {}
@@ -44,6 +49,7 @@ class _Bce(Altered):
     def bce(self, input, target, *, weight, reduction):
         self.check(input, target, weight, reduction)
         loss = self.terms(input, target)
+        reduction = _named(reduction)
         if weight is not None:
             loss = loss * weight.astype(loss.dtype)
         return self.reduce(loss, reduction, input.dtype)
@@ -68,7 +74,7 @@ class _Logits(Altered):
             loss = self.logits_terms(input.astype(target.dtype), target, pw)
         if weight is not None:
             loss = loss * weight.astype(loss.dtype)
-        return _reduce(loss, reduction, target.dtype)
+        return _reduce(loss, _named(reduction), target.dtype)
 
 
 # --- the loss formula -------------------------------------------------------------------------
@@ -318,7 +324,7 @@ class _Grads(Altered):
         NumpyBackend.bce_grad(self, input, target, weight=weight, reduction=reduction, grad_output=grad_output, wrt=wrt)
         with np.errstate(all="ignore"):
             local = self.bce_local(input, target)
-            return {n: self.chain(local[n], grad_output, weight, reduction).astype(input.dtype) for n in wrt}
+            return {n: self.chain(local[n], grad_output, weight, _named(reduction)).astype(input.dtype) for n in wrt}
 
     def bce_with_logits_grad(self, input, target, *, weight, pos_weight, reduction, grad_output, wrt):
         NumpyBackend.bce_with_logits_grad(self, input, target, weight=weight, pos_weight=pos_weight,
@@ -328,7 +334,7 @@ class _Grads(Altered):
         with np.errstate(all="ignore"):
             local = self.logits_local(input.astype(work), target.astype(work), pw)
             dtypes = {"input": input.dtype, "target": target.dtype}
-            return {n: self.chain(local[n], grad_output, weight, reduction).astype(dtypes[n]) for n in wrt}
+            return {n: self.chain(local[n], grad_output, weight, _named(reduction)).astype(dtypes[n]) for n in wrt}
 
 
 class GradEpsTooLarge(_Grads):
@@ -543,15 +549,6 @@ class Float64Upcast(_Grads):
         return super().chain(local.astype(np.float64), grad_output, weight, reduction)
 
 
-class LogInsteadOfLog1p(_Bce):
-    """log(1 - p) in place of log1p(-p): loses only an absolute u, which the specification admits."""
-
-    kind = "variant"
-
-    def terms(self, p, y):
-        return _bce_terms(p, y, log_q=lambda q: np.log(1 - q))
-
-
 class ReversedFloat64Sum(_Bce):
     """Another summation order: pairwise over the reversed elements, in float64."""
 
@@ -568,9 +565,13 @@ class ReversedFloat64Sum(_Bce):
 
 
 class SymmetricSoftplusLogits(_Logits):
-    """(1 - y) softplus(x) + pw y softplus(-x): more accurate than the specified formula, same infinities."""
+    """(1 - y) softplus(x) + pw y softplus(-x): more accurate than the specified formula, same infinities.
+
+    Differs where PyTorch's formula gives 0 and an infinite weight multiplies it: NaN there, its inf.
+    """
 
     kind = "variant"
+    differs_on = frozenset({"evaluation-precision"})
 
     def logits_terms(self, x, y, pw):
         softplus = lambda v: np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v)))  # noqa: E731
@@ -603,7 +604,7 @@ class RearrangedGradients(_Grads):
         return factor * local
 
 
-VARIANTS = [Float64Upcast, LogInsteadOfLog1p, ReversedFloat64Sum, SymmetricSoftplusLogits, RearrangedGradients]
+VARIANTS = [Float64Upcast, ReversedFloat64Sum, SymmetricSoftplusLogits, RearrangedGradients]
 
 
 # --- issue 12: higher ranks, memory layouts, shape corners, long tensors, own sigmoid, higher-order gradients ---
@@ -718,3 +719,87 @@ MeanAssumes2D.catches = {"rank4-bce-mean": "float32", "rank3-bce-mean-weight": "
 PosWeightChannelAxis.catches = {"size1-with-pos-weight-mean": "float32", "long-none-logits-pos-weight": "float64"}
 MUTANTS += [MeanAssumes2D, PosWeightChannelAxis]
 FUZZ_ONLY_MUTANTS.clear()
+
+
+
+# --- wrong answers an absolute tolerance hid (issue 11): each flagged by a fixed case -----------------
+
+def _roundoff(dtype: np.dtype) -> float:
+    """The dtype's unit roundoff u = eps / 2."""
+    return float(np.finfo(dtype).eps) / 2
+
+
+class BiasAtZeroTarget(_Bce):
+    """Adds 4 units of roundoff to every y = 0 element: p = 1e-4 comes out 2.4e-3 too high in float32."""
+
+    catches = {"bce-small-loss-zero-target": "float32", "bce-tiny-p-y0-log1p": "float64"}
+
+    def terms(self, p, y):
+        loss = _bce_terms(p, y)
+        return np.where(y == 0, loss + 4 * _roundoff(p.dtype), loss).astype(p.dtype)
+
+
+class NegativeLogitsTail(_Logits):
+    """Subtracts 12 u |x| where y = 0 and x < 0: a negative loss (-1.07e-5 at float32 x = -15)."""
+
+    catches = {"logits-negative-tail-nonnegative": "float32", "logits-negative-tail-hard-target": "float64"}
+
+    def logits_terms(self, x, y, pw):
+        loss = super().logits_terms(x, y, pw)
+        return np.where((y == 0) & (x < 0), loss - 12 * _roundoff(loss.dtype) * np.abs(x), loss).astype(loss.dtype)
+
+
+class GradTargetSignSlipNearHalf(_Grads):
+    """d/dy = -logit(p) with its sign lost near p = 1/2 (float32 p = 0.5 + 2^-24: +2.38e-7 for -2.38e-7)."""
+
+    catches = {"grad-bce-target-near-half": "float32"}
+
+    def bce_local(self, p, y):
+        local = super().bce_local(p, y)
+        target = local["target"]
+        return {**local, "target": np.where(np.abs(p - 0.5) < 8 * _roundoff(p.dtype), np.abs(target), target)}
+
+
+class GradSaturatedSigmoidSignSlip(_Grads):
+    """d/dx at y = 1, x > 15 as +sigmoid(-x), the magnitude right and the sign wrong."""
+
+    catches = {"grad-logits-saturated-sigmoid": "float32", "grad-logits-tails": "float64"}
+
+    def logits_local(self, x, y, pw):
+        local = super().logits_local(x, y, pw)
+        return {**local, "input": np.where((y == 1) & (x > 15), _sigmoid(-x), local["input"])}
+
+
+class RelativeBias(_Bce):
+    """Every BCE loss times (1 + 1e-6) in float32, (1 + 1e-12) in float64 (float16, bfloat16: exact)."""
+
+    catches = {"bce-relative-accuracy": "float32", "document-bce-mean": "float64"}
+
+    def reduce(self, loss, reduction, dtype):
+        result = _reduce(loss, reduction, dtype)
+        bias = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}.get(np.dtype(dtype), 0.0)
+        return (result.astype(np.float64) * (1 + bias)).astype(dtype)
+
+
+class LogitsRelativeBias(_Logits):
+    """Every BCE-with-logits loss times (1 + 1e-6) in float32, (1 + 1e-12) in float64."""
+
+    catches = {"logits-relative-accuracy": "float32", "document-bce-with-logits-mean": "float64"}
+
+    def logits_terms(self, x, y, pw):
+        loss = super().logits_terms(x, y, pw)
+        bias = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}.get(loss.dtype, 0.0)
+        return (loss.astype(np.float64) * (1 + bias)).astype(loss.dtype)
+
+
+class LogInsteadOfLog1p(_Bce):
+    """log(1 - p) in place of log1p(-p): p = 1e-30, y = 0 gives 0 where PyTorch's log1p gives 1e-30."""
+
+    catches = {"bce-tiny-p-y0-log1p": "float64", "bce-small-loss-zero-target": "float32"}
+
+    def terms(self, p, y):
+        return _bce_terms(p, y, log_q=lambda q: np.log(1 - q))
+
+
+MUTANTS += [BiasAtZeroTarget, NegativeLogitsTail, GradTargetSignSlipNearHalf, GradSaturatedSigmoidSignSlip,
+            RelativeBias, LogitsRelativeBias, LogInsteadOfLog1p]

@@ -194,7 +194,7 @@ def test_a_mutant_accurate_everywhere_but_one_region_is_caught_by_the_budget(reg
 
 
 def test_the_gate_sees_what_the_tolerance_admits(regions):
-    """log(1 - p) for log1p(-p) passes every case of `run` (tests/test_mutants.py), but loses p where p is tiny."""
+    """log(1 - p) for log1p(-p) loses p where p is tiny: the accuracy gate breaches, as `run` flags it (tests/mutants.py)."""
     variant = LogInsteadOfLog1p()
     atlas = _atlas(regions, conformance.entries(variant), "^probs-near-0-y0$", ["float32", "float64"])
     verdicts = judge(load_budget(Path(BUDGET)), atlas.rows).verdicts

@@ -4,9 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.compare import Outcome, agrees_with_printed, check_rejection, check_value
-from conformance.results import Status
+from conformance.compare import (
+    Outcome,
+    agrees_with_printed,
+    check_rejection,
+    check_value,
+)
+from conformance.results import AS_SPECIFIED, EXACT, Status
+from conformance.tolerance import Allowed
 from reference import Expected
+from reference.specified import Specified
 
 
 def expected(values, dtype="float32", scale=1.0):
@@ -16,7 +23,45 @@ def expected(values, dtype="float32", scale=1.0):
 
 
 def verdict(got, exp, allowed=1e-6):
-    return check_value(Outcome(value=got), exp, np.full(exp.value.shape, allowed))
+    return check_value(Outcome(value=got), exp, Allowed(np.full(exp.value.shape, allowed)))
+
+
+def cancelling(exact=3.06e-7, specified=0.0, sign=1.0):
+    """float32 BCE with logits at x = -15, y = 0: PyTorch's algorithm gives about 0 there (terms of 15)."""
+    value = np.asarray([exact])
+    spec = Specified(value=np.asarray([specified]), scale=np.asarray([30.0]), magnitude=np.asarray([exact]))
+    return Expected(value=value, dtype="float32", scale=np.asarray([30.0]), terms=1, method="exact",
+                    working_dtype="float32", specified=spec, sign=np.asarray([sign]), invariant="loss >= 0")
+
+
+def two_sided(exp, near_exact=1e-13, near_specified=8 * 2.0**-24 * 30):
+    return Allowed(np.asarray([near_exact]), np.asarray([near_specified]))
+
+
+def test_a_value_near_the_exact_one_matches_exact():
+    v = check_value(Outcome(value=np.float32([3.06e-7])), cancelling(), two_sided(None))
+    assert v.status == Status.PASSED and v.matched == EXACT and v.message == ""
+
+
+def test_a_value_near_only_pytorchs_algorithm_passes_labelled_as_specified():
+    v = check_value(Outcome(value=np.float32([0.0])), cancelling(), two_sided(None))
+    assert v.status == Status.PASSED and v.matched == AS_SPECIFIED
+    assert v.message.startswith("as specified; ") and v.message.endswith(" ulp from exact")
+
+
+def test_a_value_near_neither_fails_naming_pytorchs_value():
+    v = check_value(Outcome(value=np.float32([1e-3])), cancelling(), two_sided(None))
+    assert v.status == Status.FAILED and "PyTorch's algorithm in float32 gives 0.0" in v.message
+
+
+def test_an_invariant_fails_even_inside_the_neighbourhood_and_is_named():
+    v = check_value(Outcome(value=np.float32([-1e-6])), cancelling(), two_sided(None))
+    assert v.status == Status.FAILED and v.message.startswith("invariant violated: loss >= 0")
+
+
+def test_zero_satisfies_a_sign_invariant():
+    v = check_value(Outcome(value=np.float32([0.0])), cancelling(sign=-1.0), two_sided(None))
+    assert v.status == Status.PASSED
 
 
 def test_within_tolerance_passes_and_reports_ulps_and_headroom():

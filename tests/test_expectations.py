@@ -78,7 +78,7 @@ def test_a_failure_beyond_its_budget_is_a_new_failure(recorded, capsys):
     path = _edit(recorded, lambda data: data["expectations"][0].update(budget={"max_ulp": 799}))
     code, out, _ = run(capsys, "run", *MUTANT, *CLAMP, "--expectations", str(path))
     assert code == 1 and "ulp 800 exceeds the budget's 799" in out
-    path = _edit(recorded, lambda data: data["expectations"][0].update(budget={"max_ulp": 800, "max_headroom": 111}))
+    path = _edit(recorded, lambda data: data["expectations"][0].update(budget={"max_ulp": 800, "max_headroom": 141}))
     assert run(capsys, "run", *MUTANT, *CLAMP, "--expectations", str(path))[0] == 0
 
 

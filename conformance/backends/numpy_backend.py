@@ -1,6 +1,7 @@
 """The NumPy backend: both losses written as a careful NumPy user would, in the dtype under test."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import ml_dtypes
@@ -11,9 +12,14 @@ from conformance.adapter import Availability, Rejected
 FLOATS = {np.dtype(t) for t in (np.float16, ml_dtypes.bfloat16, np.float32, np.float64)}
 
 
-def _check_reduction(reduction: Any) -> None:
+def _check_reduction(reduction: Any) -> str:
+    """The reduction's name; 'elementwise_mean' is 'mean' with a deprecation warning, as in PyTorch."""
+    if reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.", stacklevel=3)
+        return "mean"
     if reduction not in ("none", "mean", "sum"):
         raise Rejected("invalid_reduction", f"{reduction!r} is not a valid value for reduction")
+    return reduction
 
 
 def _check_shapes(input: np.ndarray, target: np.ndarray, **extra: np.ndarray | None) -> None:
@@ -36,8 +42,9 @@ def _check_float(**arrays: np.ndarray) -> None:
             raise Rejected("dtype", f"{name} has dtype {array.dtype}; a floating dtype is required")
 
 
-def _check_bce(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: Any) -> None:
-    _check_reduction(reduction)
+def _check_bce(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: Any) -> str:
+    """Raises what BCE rejects; returns the reduction's name."""
+    reduction = _check_reduction(reduction)
     _check_shapes(input, target, weight=weight)
     _check_float(input=input)
     if target.dtype != input.dtype:
@@ -45,13 +52,16 @@ def _check_bce(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None,
     for name, array in (("input", input), ("target", target)):
         if not np.all((array >= 0) & (array <= 1)):
             raise Rejected("out_of_range", f"all elements of {name} should be between 0 and 1")
+    return reduction
 
 
 def _check_logits(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None, pos_weight: np.ndarray | None,
-                  reduction: Any) -> None:
-    _check_reduction(reduction)
+                  reduction: Any) -> str:
+    """Raises what BCE with logits rejects; returns the reduction's name."""
+    reduction = _check_reduction(reduction)
     _check_shapes(input, target, weight=weight, pos_weight=pos_weight)
     _check_float(input=input, target=target)
+    return reduction
 
 
 def _check_wrt(wrt: tuple[str, ...]) -> None:
@@ -106,7 +116,7 @@ class NumpyBackend:
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(input.dtype)
 
     def bce(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any) -> np.ndarray:
-        _check_bce(input, target, weight, reduction)
+        reduction = _check_bce(input, target, weight, reduction)
         with np.errstate(divide="ignore"):
             log_p = np.maximum(np.log(input), -100)
             log_q = np.maximum(np.log1p(-input), -100)
@@ -124,7 +134,7 @@ class NumpyBackend:
         pos_weight: np.ndarray | None,
         reduction: Any,
     ) -> np.ndarray:
-        _check_logits(input, target, weight, pos_weight, reduction)
+        reduction = _check_logits(input, target, weight, pos_weight, reduction)
         work = np.promote_types(input.dtype, target.dtype)
         x, y = input.astype(work), target.astype(work)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -141,7 +151,7 @@ class NumpyBackend:
     def bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
                  grad_output: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
         """dl/dp = (p - y) / max(p (1 - p), eps) with PyTorch's eps in the input's dtype; dl/dy = -logit(p)."""
-        _check_bce(input, target, weight, reduction)
+        reduction = _check_bce(input, target, weight, reduction)
         _check_wrt(wrt)
         p, y = input, target
         local = {}
@@ -158,7 +168,7 @@ class NumpyBackend:
                              wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
         """dl/dx = (pw y + 1 - y) sigmoid(x) - pw y, or sigmoid(x) - y without pos_weight;
         dl/dy = logsigmoid(-x) - pw logsigmoid(x)."""
-        _check_logits(input, target, weight, pos_weight, reduction)
+        reduction = _check_logits(input, target, weight, pos_weight, reduction)
         _check_wrt(wrt)
         work = np.promote_types(input.dtype, target.dtype)
         x, y = input.astype(work), target.astype(work)
