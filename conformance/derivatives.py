@@ -4,7 +4,6 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-import numpy as np
 import yaml
 
 from reference import Expected, gradients

@@ -188,7 +188,7 @@ def summary(run: Run) -> list[dict[str, Any]]:
     ):
         counts = Counter(r.status for r in results)
         compared = [r for r in results if r.status in (Status.PASSED, Status.FAILED)]
-        worst = max((r for r in compared if r.max_ulp_error is not None), key=lambda r: r.max_ulp_error, default=None)
+        worst = max((r for r in compared if r.max_ulp_error is not None), key=lambda r: r.max_ulp_error or 0.0, default=None)
         rows.append({
             "backend": backend, "op": op, "wrt": wrt, "dtype": dtype,
             "ran": len(results) - sum(counts[s] for s in NOT_RUN),
@@ -258,10 +258,10 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
         sections.append(tabulate(table, headers=headers, tablefmt=tablefmt))
     specified = as_specified(run)
     if specified:
-        rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
-                 f"passed ({r.message})"] for r in specified]
+        listed = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,
+                   f"passed ({r.message})"] for r in specified]
         sections.append("Passed as specified (PyTorch's algorithm in the dtype; outside the exact value's tolerance):\n"
-                        + tabulate(rows, headers=["backend", "case", "dtype", "status"], tablefmt=tablefmt))
+                        + tabulate(listed, headers=["backend", "case", "dtype", "status"], tablefmt=tablefmt))
     known = [r for r in run.results if r.expectation]
     if known:
         rows = [[r.backend, r.case_id if r.wrt is None else f"{r.case_id} ({checked(r.wrt)})", r.dtype,  # type: ignore[misc]

@@ -51,7 +51,7 @@ class _Steps:
         with np.errstate(all="ignore"):
             return self.fmt.round_array(np.asarray(values, dtype=WIDE))
 
-    def op(self, fn, *args: np.ndarray) -> np.ndarray:
+    def op(self, fn, *args: np.ndarray | float) -> np.ndarray:
         with np.errstate(all="ignore"):
             return self.r(fn(*(np.asarray(a, dtype=WIDE) for a in args)))
 

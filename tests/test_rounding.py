@@ -126,7 +126,7 @@ def misroundings(dtype: str, n: int, seed: int = 0) -> tuple[int, int, list]:
                 j = start + i
                 want = independent(op, dtype, float(x[j]), float(y[j]), None if pw is None else float(pw[j]))
                 checked += 1
-                if not (value == want or (np.isnan(value) and np.isnan(want)) or np.isinf(want) and value == want):
+                if not (value == want or (np.isnan(value) and np.isnan(want)) or (np.isinf(want) and value == want)):
                     wrong.append((op, float(x[j]), float(y[j]), None if pw is None else float(pw[j]), value, want))
     return checked, len(wrong), wrong[:5]
 
