@@ -10,7 +10,7 @@ from reference import Expected, gradients
 from reference.derivatives import forward_mode, second_order
 
 from . import tolerance
-from .case import Case, ToleranceOverride
+from .case import Case
 from .inputs import Inputs
 
 
@@ -32,7 +32,7 @@ def expected(case: Case, inputs: Inputs) -> dict[str, Expected]:
 
 def allowed(case: Case, wrt: str, value: Expected) -> tolerance.Allowed:
     """The admissible error of each element of one result: the case's override, else the derivative's count."""
-    if case.derivative == "grad" or case.tolerance is not None:
+    if case.derivative == "grad":
         return tolerance.allowed(case.op, value, case.tolerance, wrt=wrt)
-    count = _roundings()[(case.derivative, case.op, wrt)]
-    return tolerance.allowed(case.op, value, ToleranceOverride(count, "data/derivatives.yaml"), wrt=wrt)
+    count = case.tolerance.roundings if case.tolerance is not None else _roundings()[(case.derivative, case.op, wrt)]
+    return tolerance.allowed_on_terms(value, count)

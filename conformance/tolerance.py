@@ -103,3 +103,18 @@ def allowed(op: str, expected: Expected, override: ToleranceOverride | None = No
         around = counts.specified * u * spec.scale + common + underflow + rules.final_ulps * fmt.spacing(s_value)
         reach = np.maximum(exact, np.abs(s_value - value) + around)
     return Allowed(exact, around, np.nan_to_num(reach, nan=np.inf))
+
+
+def allowed_on_terms(expected: Expected, roundings: float) -> Allowed:
+    """Around the exact value only, `roundings` units of roundoff of the magnitudes of the formula's terms
+    (`Expected.scale`): the bound of a result with no second reference of PyTorch's algorithm in the dtype,
+    the second-order and forward-mode derivatives (docs/tolerances.md, "Higher derivatives")."""
+    fmt, work = FORMATS[expected.dtype], FORMATS[expected.working_dtype]
+    value = _finite(expected.value)
+    gain = 1.0 if expected.gain is None else expected.gain
+    k = roundings + reduction_roundings(expected.terms)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # k * s / 2, not s / 2 first: half of float64's smallest subnormal rounds to zero
+        bound = (k * work.unit_roundoff * _finite(expected.scale) + k * work.min_subnormal * gain / 2
+                 + policy().final_ulps * fmt.spacing(value))
+    return Allowed(bound)
