@@ -478,9 +478,27 @@ class Workers:
             lane.inflight.clear()
 
 
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends: raised inside a fork's hooks (logging's lock release), the
+    KeyboardInterrupt they become would be swallowed, and the signal lost."""
+    held = hasattr(signal, "pthread_sigmask")
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS) if held else set()
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _probe_serve(conn: Connection, entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo]) -> None:
     """A probing process: each entry's `BackendInfo`, and the top-level modules probing it imported."""
     _detach()
+    if hasattr(signal, "pthread_sigmask"):  # forked while the runner held them (`_stops_held`); ignored here
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
     faulthandler.disable()  # a fork of a runner that dumps tracebacks on a crash: the crash is reported instead
     try:
         for entry in entries:
@@ -508,7 +526,8 @@ def probe(entries: Sequence[Entry], inspect: Callable[[Entry], BackendInfo],
             target=_probe_serve, args=(sender, entries[len(infos):], inspect), daemon=True)
         _flush_output()  # a fork copies unwritten output, which the child would write again
         try:
-            process.start()
+            with _stops_held():
+                process.start()
         except Exception:  # entries that cannot be sent to a spawned process are probed here
             infos += [inspect(entry) for entry in entries[len(infos):]]
             break
