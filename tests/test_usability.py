@@ -15,6 +15,7 @@ import pytest
 from conformance import named
 from conformance.cli import main
 from conformance.compare import Outcome, check_value
+from conformance.tolerance import Allowed
 from reference import Expected
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,18 +74,18 @@ def _expected(values: list[float]) -> Expected:
 
 
 def test_a_wrong_infinity_is_no_error_of_zero():
-    verdict = check_value(Outcome(value=np.array([np.inf, 1.0])), _expected([2.0, 1.0]), np.full(2, 1e-9))
+    verdict = check_value(Outcome(value=np.array([np.inf, 1.0])), _expected([2.0, 1.0]), Allowed(np.full(2, 1e-9)))
     assert verdict.max_abs_error == np.inf and verdict.index == [0]
 
 
 def test_the_message_names_the_element_of_the_error_column():
     """The column shows the largest error; the message leads with the element most beyond its allowance."""
     got = np.array([60.0, 125.2])
-    verdict = check_value(Outcome(value=got), _expected([1.2, 100.0]), np.array([1e-6, 30.0]))
+    verdict = check_value(Outcome(value=got), _expected([1.2, 100.0]), Allowed(np.array([1e-6, 30.0])))
     assert verdict.max_abs_error == pytest.approx(58.8) and verdict.index == [0]
     assert "error 58.8" in verdict.message and "at index (0,)" in verdict.message
     other = check_value(Outcome(value=np.array([1.2 + 1e-3, 158.8])), _expected([1.2, 100.0]),
-                        np.array([1e-6, 100.0]))
+                        Allowed(np.array([1e-6, 100.0])))
     assert "the largest error, 58.8, is at index (1,)" in other.message and other.index == [0]
 
 

@@ -5,27 +5,41 @@ each part. tests/test_readme.py runs it on every shipped case.
 """
 import numpy as np
 
-from conformance import Availability
+from conformance import Availability, Rejected  # Rejected(rule, message): a rejection for that rule
 
 FLOATS = ("float32", "float64")
 
 
+def _broadcasts(shape, onto):
+    try:
+        return np.broadcast_shapes(shape, onto) == onto
+    except ValueError:  # the shapes do not broadcast at all
+        return False
+
+
 def _check(input, target, reduction, *weights):
+    """The reduction's name ('elementwise_mean' is PyTorch's deprecated spelling of 'mean'), or a rejection."""
+    if reduction == "elementwise_mean":
+        reduction = "mean"
     if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{reduction!r} is not a valid value for reduction")
+        raise Rejected("invalid_reduction", f"{reduction!r} is not a valid value for reduction")
     if input.shape != target.shape:
-        raise ValueError(f"target shape {target.shape} differs from input shape {input.shape}")
+        raise Rejected("shape_mismatch", f"target shape {target.shape} differs from input shape {input.shape}")
     for w in weights:
-        if w is not None and np.broadcast_shapes(w.shape, target.shape) != target.shape:
-            raise ValueError(f"weight of shape {w.shape} does not broadcast to {target.shape}")
+        if w is not None and not _broadcasts(w.shape, target.shape):
+            raise Rejected("weight_shape", f"weight of shape {w.shape} does not broadcast to {target.shape}")
+    return reduction
 
 
 def _reduce(loss, reduction, dtype):
-    if reduction == "mean":
-        loss = loss.mean() if loss.size else np.nan
-    elif reduction == "sum":
-        loss = loss.sum()
-    return np.asarray(loss).astype(dtype)
+    """Sums in the output dtype, as PyTorch does: a float32 sum of large elements overflows to inf."""
+    loss = np.asarray(loss).astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if reduction == "mean":
+            return np.asarray(loss.sum(dtype=dtype) / loss.size if loss.size else np.nan, dtype=dtype)
+        if reduction == "sum":
+            return np.asarray(loss.sum(dtype=dtype))
+    return loss
 
 
 def _backward(local, grad_output, weight, reduction, dtype):
@@ -41,7 +55,7 @@ def _backward(local, grad_output, weight, reduction, dtype):
 def _check_wrt(wrt):
     refused = [name for name in wrt if name not in ("input", "target")]
     if refused:
-        raise ValueError(f"not differentiable with respect to {', '.join(refused)}")
+        raise Rejected("not_differentiable", f"not differentiable with respect to {', '.join(refused)}")
 
 
 class MyLibBackend:
@@ -58,12 +72,12 @@ class MyLibBackend:
         return np.exp(-np.logaddexp(0, -input.astype(np.float64))).astype(input.dtype)
 
     def bce(self, input, target, *, weight, reduction):
-        _check(input, target, reduction, weight)
+        reduction = _check(input, target, reduction, weight)
         if str(input.dtype) not in FLOATS or target.dtype != input.dtype:
-            raise TypeError("input and target must share a floating dtype")
+            raise Rejected("dtype", "input and target must share a floating dtype")
         p, y = input.astype(np.float64), target.astype(np.float64)
         if not (np.all((p >= 0) & (p <= 1)) and np.all((y >= 0) & (y <= 1))):
-            raise ValueError("all elements of input and target should be between 0 and 1")
+            raise Rejected("out_of_range", "all elements of input and target should be between 0 and 1")
         with np.errstate(divide="ignore"):
             loss = -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
         if weight is not None:
@@ -71,9 +85,9 @@ class MyLibBackend:
         return _reduce(loss, reduction, input.dtype)
 
     def bce_with_logits(self, input, target, *, weight, pos_weight, reduction):
-        _check(input, target, reduction, weight, pos_weight)
+        reduction = _check(input, target, reduction, weight, pos_weight)
         if str(input.dtype) not in FLOATS or str(target.dtype) not in FLOATS:
-            raise TypeError("input and target must be floating")
+            raise Rejected("dtype", "input and target must be floating")
         x, y = input.astype(np.float64), target.astype(np.float64)
         with np.errstate(invalid="ignore"):
             # without pos_weight the factor is exactly 1, even where y is infinite
