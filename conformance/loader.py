@@ -69,21 +69,21 @@ class _CaseLoader(yaml.SafeLoader):
             node = self.anchors.get(event.anchor)
             if node is not None and id(node) not in self._sizes:
                 raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to a value that "
-                                                              f"contains it", event.start_mark)
-            self._count(self._sizes.get(id(node), 0), event.start_mark)
-            return super().compose_node(parent, index)
+                                                              f"contains it", event.start_mark)  # type: ignore[arg-type]
+            self._count(self._sizes.get(id(node), 0), event.start_mark)  # type: ignore[arg-type]
+            return super().compose_node(parent, index)  # type: ignore[return-value]
         if self._depth >= MAX_DEPTH:
             raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
         if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
             raise yaml.composer.ComposerError(None, None, f"a value of {len(event.value)} characters, more than "
-                                                          f"{MAX_SCALAR_CHARS}", event.start_mark)
+                                                          f"{MAX_SCALAR_CHARS}", event.start_mark)  # type: ignore[arg-type]
         self._depth += 1
         before = self._nodes
         self._count(1, event.start_mark)
         node = super().compose_node(parent, index)
         self._depth -= 1
         self._sizes[id(node)] = self._nodes - before
-        return node
+        return node  # type: ignore[return-value]
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         """Any failure to build a value (a 5000-digit integer, the date 2021-13-45) names its line."""
