@@ -39,6 +39,7 @@ def adapter_bug(error: BaseException) -> bool:
     return isinstance(error, PROGRAMMING_ERRORS) or (
         isinstance(error, TypeError) and ARITHMETIC_TYPE_ERRORS.search(str(error)) is not None)
 
+
 OPS = ("bce", "bce_with_logits", "sigmoid")
 """The adapter methods that compute; an adapter may lack some (None, or absent)."""
 FEATURES = frozenset({

@@ -15,7 +15,7 @@ import reference
 from reference import FORMATS, GRADIENT_OPS, OPS, Expected, Rejected
 
 from . import compare, tolerance
-from .adapter import PROGRAMMING_ERRORS, Backend, supports_grad
+from .adapter import Backend, adapter_bug, supports_grad
 from .compare import Outcome, Verdict
 from .execution import Call, Invoke
 from .relations import Relation, load_relations, sigmoid_band_free
@@ -201,7 +201,7 @@ class Metamorphic:
         values = {}
         for quantity, outcome in _quantities(performed, side).items():
             if outcome.error is not None:
-                status = Status.ERROR if isinstance(outcome.error, PROGRAMMING_ERRORS) else Status.FAILED
+                status = Status.ERROR if adapter_bug(outcome.error) else Status.FAILED
                 return Verdict(status, f"the {name} side raised {type(outcome.error).__name__}: {outcome.error}")
             value = outcome.value
             if not isinstance(value, (np.ndarray, np.generic)) or str(np.asarray(value).dtype) not in FORMATS:

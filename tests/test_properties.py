@@ -269,3 +269,21 @@ def test_an_infinite_target_gradient_at_p_0_or_1_is_judged_not_skipped():
     tiny = np.full(3, 1e-30, dtype=np.float32)  # g w = 1e-60 underflows: inf or NaN by the order of evaluation
     underflowing = replace(sample.with_tensors(weight=tiny), grad_output=np.float32(1e-30))
     assert prop.check(in_process(_backend("numpy")), underflowing) is None
+
+
+class _ArithmeticBug(mutants.NoClamp):
+    """An adapter whose own code breaks with a TypeError Python raises for a bug, not for a rejection."""
+
+    name = "arithmetic-bug"
+
+    def bce(self, input, target, *, weight, reduction):
+        raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'float'")
+
+
+def test_run_and_fuzz_both_call_an_arithmetic_type_error_an_adapter_bug():
+    """One rule (adapter.adapter_bug) for run and the properties: such a TypeError is an error, not a failure."""
+    sample = _witness("bce", (2, 2))
+    assert PROPERTIES["matches-reference"].check(in_process(_ArithmeticBug()), sample).status == Status.ERROR
+    outcome = conformance.run([_ArithmeticBug()], cases=[c for c in load_cases() if c.id == "document-bce-mean"],
+                              isolation=False)
+    assert {r.status for r in outcome.results} == {Status.ERROR}

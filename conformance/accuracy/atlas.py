@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from reference import sweep as exact_sweep
 
-from ..adapter import PROGRAMMING_ERRORS, Backend, call
+from ..adapter import Backend, adapter_bug, call
 from ..compare import _raised, describe
 from ..dtypes import NUMPY_DTYPES
 from ..errors import ConfigError
@@ -36,7 +36,7 @@ def evaluate(backend: Backend, op: str, tensors: dict[str, np.ndarray], dtype: s
             warnings.simplefilter("ignore")
             got = call(backend, op, copies, "none")
     except Exception as exc:
-        kind = "adapter bug: " if isinstance(exc, PROGRAMMING_ERRORS) else ""
+        kind = "adapter bug: " if adapter_bug(exc) else ""
         return None, time.perf_counter() - start, f"{kind}raised {_raised(exc)}"
     seconds = time.perf_counter() - start
     shape = tensors["input"].shape
