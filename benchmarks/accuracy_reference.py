@@ -1,4 +1,4 @@
-"""Speed of the sweep reference (reference/sweep.py) against the exact path, per op and output dtype.
+"""Speed of the sweep reference (reference/bce_reference/sweep.py) against the exact path, per op and output dtype.
 
 Run: python benchmarks/accuracy_reference.py [--points N]. The issue asks for a reference fast
 enough to sweep a million points per region in a reasonable time; this prints points per second
@@ -15,8 +15,9 @@ import ml_dtypes
 import numpy as np
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's reference/, installed or not
-from reference import FORMATS, exact, sweep
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "reference"))  # the checkout's bce_reference
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # and its conformance, installed or not
+from bce_reference import FORMATS, exact, sweep
 
 DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64}
 EXACT_POINTS = 2000

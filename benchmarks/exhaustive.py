@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's packages, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "reference"))  # the checkout's bce_reference
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # and its conformance, installed or not
 
 from conformance import distributed
 from conformance.accuracy.atlas import build

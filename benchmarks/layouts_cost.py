@@ -34,7 +34,7 @@ def timed_run(tree: Path, options: list[str]) -> tuple[float, float]:
     numpy and torch-cpu with the package and cases of `tree`."""
     command = [sys.executable, "-m", "conformance", "run", "--backend", "numpy", "--backend", "torch-cpu",
                "--no-progress", *options]
-    environment = {**os.environ, "PYTHONPATH": str(tree)}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "reference")])}
     start, cpu = time.perf_counter(), _cpu()
     subprocess.run(command, cwd=tree, env=environment, stdout=subprocess.DEVNULL, check=True)
     return time.perf_counter() - start, _cpu() - cpu

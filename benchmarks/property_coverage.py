@@ -13,11 +13,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, seed, settings
 from tabulate import tabulate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's packages, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "reference"))  # the checkout's bce_reference
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # and its conformance, installed or not
+from bce_reference import FLOAT_DTYPES
 from conformance import registry
 from conformance.execution import in_process
 from conformance.properties import all_properties
-from reference import FLOAT_DTYPES
 
 
 def judged_share(invoke, prop, op: str, dtype: str, examples: int, run_seed: int) -> float:

@@ -50,7 +50,7 @@ SOURCES = ("conformance/tolerance.py", "conformance/compare.py", "conformance/ru
            "conformance/data/tolerances.yaml")
 """Files besides the reference package whose content is part of every key."""
 
-_TRUSTED_MODULES = ("reference.", "conformance.")
+_TRUSTED_MODULES = ("bce_reference.", "conformance.")
 """Dataclasses an entry may name: only the harness's own."""
 
 T = TypeVar("T")
@@ -74,8 +74,8 @@ def directory() -> Path:
 def sources_digest() -> str:
     """SHA-256 over the reference package's source files and `SOURCES`, each with its name."""
     digest = hashlib.sha256()
-    reference = resources.files("reference")
-    files = sorted((f"reference/{item.name}", item) for item in reference.iterdir() if item.name.endswith(".py"))
+    reference = resources.files("bce_reference")
+    files = sorted((f"reference/bce_reference/{item.name}", item) for item in reference.iterdir() if item.name.endswith(".py"))
     conformance = resources.files("conformance")
     files += [(name, conformance.joinpath(name.removeprefix("conformance/"))) for name in SOURCES]
     for name, item in files:

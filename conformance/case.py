@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from reference import FLOAT_DTYPES
+from bce_reference import FLOAT_DTYPES
 
 
 @dataclass(frozen=True)

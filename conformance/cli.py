@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from tabulate import tabulate
 
-from reference import FLOAT_DTYPES, OPS
+from bce_reference import FLOAT_DTYPES, OPS
 
 from . import diff, distributed, expectations, journal, matrix, named, registry, report, runner, saved, shards
 from .cache import ENV as CACHE_ENV

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from reference import FLOAT_DTYPES, FORMATS, Expected
+from bce_reference import FLOAT_DTYPES, FORMATS, Expected
 
 from .adapter import adapter_bug
 from .rejections import expected_signature, identify

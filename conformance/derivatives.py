@@ -6,8 +6,8 @@ from importlib import resources
 
 import yaml
 
-from reference import Expected, gradients
-from reference.derivatives import forward_mode, second_order
+from bce_reference import Expected, gradients
+from bce_reference.derivatives import forward_mode, second_order
 
 from . import tolerance
 from .case import Case

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from reference import FLOAT_DTYPES
+from bce_reference import FLOAT_DTYPES
 
 NUMPY_DTYPES: dict[str, np.dtype] = {
     "float16": np.dtype(np.float16),

@@ -16,7 +16,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from tqdm import tqdm
 
-from reference import FLOAT_DTYPES, Rejected
+from bce_reference import FLOAT_DTYPES, Rejected
 
 from .compare import Verdict
 from .errors import ConfigError

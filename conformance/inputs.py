@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from reference import FORMATS, Format
+from bce_reference import FORMATS, Format
 
 from .case import Case
 from .dtypes import NUMPY_DTYPES, is_float

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from reference import GRADIENT_OPS
+from bce_reference import GRADIENT_OPS
 
 from .case import Case, ToleranceOverride
 from .errors import ConfigError

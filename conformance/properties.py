@@ -11,8 +11,8 @@ from typing import Mapping, Protocol
 import numpy as np
 from hypothesis import strategies as st
 
-import reference
-from reference import FORMATS, GRADIENT_OPS, OPS, Expected, Rejected
+import bce_reference
+from bce_reference import FORMATS, GRADIENT_OPS, OPS, Expected, Rejected
 
 from . import compare, tolerance
 from .adapter import Backend, adapter_bug, supports_grad
@@ -68,8 +68,8 @@ def perform(invoke: Invoke, sample: Sample) -> Outcome | Verdict:
 def specified(sample: Sample, method: str = "auto") -> dict[str, Expected]:
     """The reference's value of each compared quantity: the loss, or each gradient. Raises Rejected."""
     if sample.grad:
-        return reference.gradients(sample.op, sample.tensors, sample.reduction, sample.grad, sample.grad_output, method)
-    return {LOSS: reference.compute(sample.op, sample.tensors, sample.reduction, method)}
+        return bce_reference.gradients(sample.op, sample.tensors, sample.reduction, sample.grad, sample.grad_output, method)
+    return {LOSS: bce_reference.compute(sample.op, sample.tensors, sample.reduction, method)}
 
 
 def admissible(sample: Sample, expected: Mapping[str, Expected]) -> dict[str, tolerance.Allowed]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from reference import FLOAT_DTYPES
+from bce_reference import FLOAT_DTYPES
 
 from . import expectations, named, registry, runner
 from .cache import Cache

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reference import FORMATS, REDUCTIONS, Format
+from bce_reference import FORMATS, REDUCTIONS, Format
 
 from .dtypes import NUMPY_DTYPES
 from .loader import read_validated, schema_validator

@@ -14,8 +14,8 @@ from typing import Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
-import reference
-from reference import Expected, Rejected
+import bce_reference
+from bce_reference import Expected, Rejected
 
 from . import compare, derivatives, rejections, tolerance
 from .adapter import (
@@ -130,7 +130,7 @@ def _unspecified(case: Case, exc: Exception | None) -> _Specified:
 
 def _specify_loss(case: Case, inputs: Inputs, dtype: str) -> _Specified:
     try:
-        expected = reference.compute(case.op, inputs.tensors, inputs.reduction)
+        expected = bce_reference.compute(case.op, inputs.tensors, inputs.reduction)
     except Exception as exc:
         return _unspecified(case, exc)
     if case.reject:

@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference import FLOAT_DTYPES, FORMATS, REDUCTIONS, Format
+from bce_reference import FLOAT_DTYPES, FORMATS, REDUCTIONS, Format
 
 from .dtypes import NUMPY_DTYPES
 from .inputs import LAYOUTS

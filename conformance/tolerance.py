@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 import yaml
 
-from reference import FORMATS, Expected
+from bce_reference import FORMATS, Expected
 
 from .case import ToleranceOverride
 

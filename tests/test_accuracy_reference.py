@@ -1,11 +1,11 @@
-"""The sweep reference (reference/sweep.py) against 256-bit mpmath: its own error, in ulps of each output dtype."""
+"""The sweep reference (reference/bce_reference/sweep.py) against 256-bit mpmath: its own error, in ulps of each output dtype."""
 from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
 import pytest
 
-from reference import FORMATS, exact, sweep
+from bce_reference import FORMATS, exact, sweep
 
 DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64}
 WIDE_ULPS = 2.0**-8

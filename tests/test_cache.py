@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bce_reference import Expected
 from conformance import cache as cache_module
 from conformance import registry, runner
 from conformance.cache import Cache, decode, encode
 from conformance.cli import main
 from conformance.loader import load_cases
-from reference import Expected
 
 CASES = Path("cases/document.yaml")
 
@@ -138,12 +138,12 @@ def test_tests_never_touch_the_users_cache():
 
 def test_an_edit_of_the_reference_changes_the_sources_digest(tmp_path, monkeypatch):
     """The digest covers every file of the reference package, by content."""
-    copy = tmp_path / "reference"
+    copy = tmp_path / "bce_reference"
     copy.mkdir()
-    for source in Path("reference").glob("*.py"):
+    for source in Path("reference/bce_reference").glob("*.py"):
         (copy / source.name).write_bytes(source.read_bytes())
     monkeypatch.setattr(cache_module.resources, "files",
-                        lambda package: copy if package == "reference" else Path("conformance"))
+                        lambda package: copy if package == "bce_reference" else Path("conformance"))
     cache_module.sources_digest.cache_clear()
     try:
         before = cache_module.sources_digest()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bce_reference import Expected
+from bce_reference.specified import Specified
 from conformance.compare import (
     Outcome,
     agrees_with_printed,
@@ -12,8 +14,6 @@ from conformance.compare import (
 )
 from conformance.results import AS_SPECIFIED, EXACT, Status
 from conformance.tolerance import Allowed
-from reference import Expected
-from reference.specified import Specified
 
 
 def expected(values, dtype="float32", scale=1.0):

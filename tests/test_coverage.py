@@ -9,6 +9,14 @@ import mpmath
 import numpy as np
 import pytest
 
+from bce_reference import exact, gradients
+from bce_reference.derivatives import (
+    bce_input2,
+    bce_target2,
+    forward_mode,
+    logits_input2,
+    logits_target2,
+)
 from conformance import runner
 from conformance.backends.numpy_backend import NumpyBackend
 from conformance.cli import _layouts
@@ -19,14 +27,6 @@ from conformance.loader import load_cases
 from conformance.registry import Entry
 from conformance.report import rerun_command
 from conformance.results import Result, Status
-from reference import exact, gradients
-from reference.derivatives import (
-    bce_input2,
-    bce_target2,
-    forward_mode,
-    logits_input2,
-    logits_target2,
-)
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference import FORMATS, Rejected, exact, gradients
-from reference.spec import BCE_GRAD_EPS
+from bce_reference import FORMATS, Rejected, exact, gradients
+from bce_reference.spec import BCE_GRAD_EPS
 
 from .test_reference import DTYPES, SEED_P, SEED_X, SEED_Y, tensors
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 
 import conformance
+from bce_reference import FLOAT_DTYPES
 from conformance import registry
 from conformance.cli import main
 from conformance.errors import ConfigError
@@ -19,7 +20,6 @@ from conformance.loader import load_cases
 from conformance.properties import all_properties
 from conformance.relations import load_relations
 from conformance.results import Status
-from reference import FLOAT_DTYPES
 
 from . import mutants
 

@@ -8,9 +8,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from bce_reference import FORMATS, Rejected, compute, exact
 from conformance.compare import agrees_with_printed
 from conformance.inputs import materialize
-from reference import FORMATS, Rejected, compute, exact
 
 DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64}
 SEED_P = [[0.9, 0.1, 0.3], [0.4, 0.8, 0.2]]

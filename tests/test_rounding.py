@@ -13,12 +13,12 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-import reference
-from reference import FORMATS
+import bce_reference
+from bce_reference import FORMATS
 
 DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.float32, "float64": np.float64}
 BITS = 3000
-BATCH = 1000  # elements per reference call: the 256-bit path (at most reference.EXACT_LIMIT)
+BATCH = 1000  # elements per reference call: the 256-bit path (at most bce_reference.EXACT_LIMIT)
 
 
 def _ieee(dtype: str) -> gmpy2.context:
@@ -121,7 +121,7 @@ def misroundings(dtype: str, n: int, seed: int = 0) -> tuple[int, int, list]:
             tensors = {"input": x[part].astype(cast), "target": y[part].astype(cast)}
             if pw is not None:
                 tensors["pos_weight"] = pw[part].astype(cast)
-            got = reference.compute(op, tensors, "none").value
+            got = bce_reference.compute(op, tensors, "none").value
             for i, value in enumerate(got.tolist()):
                 j = start + i
                 want = independent(op, dtype, float(x[j]), float(y[j]), None if pw is None else float(pw[j]))
@@ -156,7 +156,7 @@ def test_cancelling_weighted_sums_are_correctly_rounded(dtype):
         y = np.asarray([1, 1, 0, 0], dtype=cast)
         w = np.asarray([1, -1, 1e-3, -1e-3], dtype=cast)
         p[3] = np.nextafter(p[2], cast(0))
-        got = reference.compute("bce", {"input": p, "target": y, "weight": w}, "sum").value
+        got = bce_reference.compute("bce", {"input": p, "target": y, "weight": w}, "sum").value
         assert float(got) == independent_sum(dtype, p.astype(np.float64), y.astype(np.float64),
                                              w.astype(np.float64)), (p, w)
 
@@ -164,13 +164,13 @@ def test_cancelling_weighted_sums_are_correctly_rounded(dtype):
 def test_the_longdouble_path_proves_its_rounding_or_falls_back():
     """Over 1024 elements the reference takes the longdouble path; where that cannot decide a rounding
     (p = 1 - 2^-52 at y = 1, a tiny pos_weight) the value still comes out correctly rounded."""
-    n = reference.EXACT_LIMIT + 1
+    n = bce_reference.EXACT_LIMIT + 1
     p = np.full(n, 1 - 2.0**-52)
     p[1:] = np.linspace(0.25, 0.75, n - 1)
     y = np.ones(n)
-    value = reference.compute("bce", {"input": p, "target": y}, "none").value
+    value = bce_reference.compute("bce", {"input": p, "target": y}, "none").value
     assert value[0] == independent("bce", "float64", 1 - 2.0**-52, 1.0, None) == 2.2204460492503136e-16
     x = np.full(n, 9.146825790405273, dtype=np.float32)
     tensors = {"input": x, "target": np.ones(n, dtype=np.float32),
                "pos_weight": np.asarray([3.5814430543263336e-25], dtype=np.float32)}
-    assert reference.compute("bce_with_logits", tensors, "none").value[0] == 3.81609296229477e-29
+    assert bce_reference.compute("bce_with_logits", tensors, "none").value[0] == 3.81609296229477e-29

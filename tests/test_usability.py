@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bce_reference import Expected
 from conformance import named
 from conformance.cli import main
 from conformance.compare import Outcome, check_value
 from conformance.tolerance import Allowed
-from reference import Expected
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECIAL = ["--cases", str(ROOT / "cases" / "bce_special_points.yaml")]

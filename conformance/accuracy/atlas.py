@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from reference import sweep as exact_sweep
+from bce_reference import sweep as exact_sweep
 
 from ..adapter import Backend, adapter_bug, call
 from ..compare import _raised, describe

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference import sweep as exact_sweep
+from bce_reference import sweep as exact_sweep
 
 from ..adapter import Backend
 from ..dtypes import NUMPY_DTYPES

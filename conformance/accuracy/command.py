@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from reference import FLOAT_DTYPES
-from reference.sweep import OPS
+from bce_reference import FLOAT_DTYPES
+from bce_reference.sweep import OPS
 
 from .. import distributed, named
 from ..registry import select as select_backends

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference import FORMATS
+from bce_reference import FORMATS
 
 from .records import Agreement, Envelope, Point, Row
 from .sampling import Plan, Sample

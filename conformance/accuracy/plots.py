@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference import FORMATS
+from bce_reference import FORMATS
 
 from ..errors import ConfigError
 from ..registry import Entry

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from reference import FLOAT_DTYPES
+from bce_reference import FLOAT_DTYPES
 
 from ..errors import ConfigError
 from .documents import read, shipped, where

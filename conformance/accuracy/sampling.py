@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from reference import FORMATS
+from bce_reference import FORMATS
 
 from ..dtypes import NUMPY_DTYPES
 from ..errors import ConfigError

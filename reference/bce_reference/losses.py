@@ -31,7 +31,7 @@ class Expected:
     # intermediate overflows, and the order of evaluation, not the specification, decides the result
     gain: np.ndarray | None = None  # per value: how much the factors that follow an intermediate may amplify
     # an underflow there (an absolute error of half the smallest subnormal); None: 1
-    specified: specified.Specified | None = None  # PyTorch's algorithm evaluated in the dtype (reference/specified.py)
+    specified: specified.Specified | None = None  # PyTorch's algorithm evaluated in the dtype (reference/bce_reference/specified.py)
     sign: np.ndarray | None = None  # per value: +1 or -1 where an invariant fixes the sign of the result
     # (a conforming value is 0 or of that sign), 0 where none does; None: no invariant
     invariant: str = ""  # the invariant's name, with its region, for a failure message
