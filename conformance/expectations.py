@@ -4,8 +4,8 @@ A manifest (YAML, `schemas/expectations.schema.json`) names one backend and list
 pattern, dtypes, an optional condition on the backend's version and device, the outcome expected
 (failed, error, crashed, timeout), an optional error budget, a reason and a link. A result an active
 entry lists is "expected" when its status is that outcome within the budget; "unexpected-pass" when it
-passed (a failure under strict expectations); any other failure stays a failure, its message naming
-the entry.
+passed (a failure under --strict-expectations: the gate policy, gates.py, decides); any other failure stays a
+failure, its message naming the entry.
 """
 from __future__ import annotations
 
@@ -141,16 +141,13 @@ def load(path: Path) -> Manifest:
     return Manifest(path, data["backend"], tuple(entries))
 
 
-def mark(result: Result, entry: Expectation, strict: bool = False) -> Result:
+def mark(result: Result, entry: Expectation) -> Result:
     """The result as the entry that lists it judges it."""
     if result.status in NOT_RUN:
         return result
     if result.status == Status.PASSED:
-        message = f"listed as {entry.outcome} in {entry.describe()}, but passed"
-        if strict:
-            return dataclasses.replace(result, status=Status.FAILED, expectation=UNEXPECTED_PASS,
-                                       message=f"{message}; --strict-expectations makes this a failure")
-        return dataclasses.replace(result, expectation=UNEXPECTED_PASS, message=message)
+        return dataclasses.replace(result, expectation=UNEXPECTED_PASS,
+                                   message=f"listed as {entry.outcome} in {entry.describe()}, but passed")
     if result.status != entry.outcome:
         return dataclasses.replace(result, message=f"{result.message}; listed as {entry.outcome} in {entry.source}, "
                                                    f"but {result.status}")
@@ -183,8 +180,7 @@ def listing(entries: list[Expectation], key: tuple[Any, ...]) -> int | None:
     return next((i for i, e in enumerate(entries) if e.selects(*key[:4])), None)
 
 
-def apply(run: Run, manifests: list[Manifest], strict: bool = False,
-          unselected: Collection[str] = ()) -> tuple[Run, list[str]]:
+def apply(run: Run, manifests: list[Manifest], unselected: Collection[str] = ()) -> tuple[Run, list[str]]:
     """The run with its results marked (the first active entry that lists a result judges it), and one
     warning line per active entry that matches no result; the entries that list only `unselected` cases (left
     out by -k or a shard) get one line together."""
@@ -202,7 +198,7 @@ def apply(run: Run, manifests: list[Manifest], strict: bool = False,
             results.append(result)
             continue
         used.add(number)
-        results.append(mark(result, entries[number], strict))
+        results.append(mark(result, entries[number]))
     unused = [e for i, e in enumerate(entries) if i not in used]
     ran = {r.case_id for r in run.results}
     outside = [e for e in unused if any(e.names(case_id) for case_id in unselected)

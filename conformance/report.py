@@ -11,17 +11,17 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 from xml.etree import ElementTree as ET
 
 from tabulate import tabulate
 
 from .dtypes import NUMPY_DTYPES
+from .gates import coverage, coverage_text, failing, missing_required
 from .results import (
     AS_SPECIFIED,
     EXPECTED,
     GATE_FAILURES,
-    JUDGED,
     NOT_RUN,
     UNEXPECTED_PASS,
     BackendInfo,
@@ -107,55 +107,15 @@ def totals(run: Run) -> Counter:
     return Counter(str(r.status) for r in run.results)
 
 
-def ran(run: Run) -> int:
-    """Results that executed a backend (everything but skipped and unsupported)."""
-    return sum(1 for r in run.results if r.status not in NOT_RUN)
-
-
-def coverage(run: Run) -> dict[str, tuple[int, int]]:
-    """Each backend's results judged (passed or failed) and results specified, the backends with no result left out."""
-    counts: dict[str, list[int]] = {}
-    for result in run.results:
-        judged_specified = counts.setdefault(result.backend, [0, 0])
-        judged_specified[0] += result.status in JUDGED
-        judged_specified[1] += 1
-    return {backend: (judged, specified) for backend, (judged, specified) in counts.items()}
-
-
 def coverage_rows(run: Run) -> list[dict[str, Any]]:
     """The `coverage` array of a JSON report."""
     return [{"backend": backend, "judged": judged, "specified": specified}
             for backend, (judged, specified) in coverage(run).items()]
 
 
-def coverage_text(judged: int, specified: int) -> str:
-    return f"{judged}/{specified} ({100 * judged / specified:.1f}%)" if specified else ""
-
-
 def shown_statuses(counts: Counter) -> list[Status]:
     """The statuses a table shows: unsupported and unverified only where some result has them."""
     return [s for s in STATUSES if s not in (Status.UNSUPPORTED, Status.UNVERIFIED) or counts[str(s)]]
-
-
-def missing_required(run: Run) -> list[BackendInfo]:
-    """Backends that --require named and that could not run."""
-    return [b for b in run.backends if b.required and not b.available]
-
-
-def failing(result: Result) -> bool:
-    """Whether the result makes the run red: a failure that no expectations manifest lists."""
-    return result.status in GATE_FAILURES and result.expectation != EXPECTED
-
-
-def gate_passed(run: Run) -> bool:
-    return not missing_required(run) and not any(failing(r) for r in run.results)
-
-
-def shortfalls(run: Run, minimum: int, dtypes: Iterable[str]) -> list[tuple[str, str, int]]:
-    """--min-cases: (backend, dtype, results run) of each available backend x dtype that ran fewer than `minimum`."""
-    counts = Counter((r.backend, r.dtype) for r in run.results if r.status not in NOT_RUN)
-    return [(b.name, dtype, counts[(b.name, dtype)]) for b in run.backends if b.available for dtype in dtypes
-            if counts[(b.name, dtype)] < minimum]
 
 
 def marked(run: Run) -> Counter:

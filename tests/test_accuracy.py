@@ -17,7 +17,8 @@ from conformance.accuracy.metrics import AgreementAccumulator, RowAccumulator, _
 from conformance.accuracy.records import Row
 from conformance.accuracy.regions import load_regions, select
 from conformance.accuracy.sampling import from_ordinal, ordinal, plan
-from conformance.cli import _parser, main
+from conformance.cli import main
+from conformance.cli.main import parser
 from conformance.dtypes import NUMPY_DTYPES
 from conformance.errors import ConfigError
 from conformance.registry import select as select_backends
@@ -343,6 +344,6 @@ def test_documented_commands_parse(document):
     commands = [c for c in re.findall(r"python -m conformance accuracy([^#\n`]*)", text) if "[" not in c]
     assert len(commands) >= 4
     for command in commands:
-        args = _parser().parse_args(["accuracy", *shlex.split(command)])
+        args = parser().parse_args(["accuracy", *shlex.split(command)])
         for path in (args.budget, args.regions):
             assert path is None or path.is_file(), path

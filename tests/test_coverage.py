@@ -19,11 +19,11 @@ from bce_reference.derivatives import (
 )
 from conformance import runner
 from conformance.backends.numpy_backend import NumpyBackend
-from conformance.cli import _layouts
 from conformance.errors import ConfigError
 from conformance.execution import Call, execute
 from conformance.inputs import LAYOUTS, arrange, arranged, layout_applies, tensor
 from conformance.loader import load_cases
+from conformance.options import layouts
 from conformance.registry import Entry
 from conformance.report import rerun_command
 from conformance.results import Result, Status
@@ -104,7 +104,7 @@ def test_the_layout_is_part_of_the_key_and_the_rerun_command():
     assert result.key == ("numpy", "a", "float32", None, "fortran")
     assert rerun_command(result, "numpy").endswith("--layouts fortran")
     assert "--layouts" not in rerun_command(Result("numpy", "a", "bce", "float32", Status.FAILED, "m", "x:1"), "numpy")
-    assert _layouts("all") == LAYOUTS and _layouts("c,negative") == ("c", "negative")
+    assert layouts("all") == LAYOUTS and layouts("c,negative") == ("c", "negative")
 
 
 @pytest.mark.parametrize("kind, extra", [("normal", "mean: 0, std: 3"), ("lognormal", "mean: 0, std: 1")])

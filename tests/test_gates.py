@@ -1,15 +1,21 @@
-"""CI gates on a run: --require (an unavailable backend fails) and --min-cases (a run of too little fails)."""
+"""CI gates on a run: --require (an unavailable backend fails) and --min-cases (a run of too little fails), and the
+one gate policy that decides them all (conformance/gates.py)."""
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 import torch
 from junitparser import Failure, JUnitXml
 
+from conformance import gates
 from conformance.backends.numpy_backend import NumpyBackend
 from conformance.backends.torch_backend import TorchBackend
 from conformance.cli import main
+from conformance.errors import ConfigError
+from conformance.gates import Policy
+from conformance.results import UNEXPECTED_PASS, BackendInfo, Result, Run, Shard, Status
 
 DOC = ["--cases", "cases/document.yaml", "--no-progress"]
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="torch-cuda is available on this machine")
@@ -122,3 +128,53 @@ def test_min_cases_must_be_a_positive_count(capsys, value):
     with pytest.raises(SystemExit) as exit_:
         main(["run", *DOC, "--min-cases", value])
     assert exit_.value.code == 2 and "is not a positive whole number" in capsys.readouterr().err
+
+
+def _result(backend: str, status: Status, dtype: str = "float32", **fields) -> Result:
+    return Result(backend, f"case-{status}-{dtype}", "bce", dtype, status, "message", "cases/x.yaml:1", **fields)
+
+
+def _info(name: str, available: bool = True, **fields) -> BackendInfo:
+    return BackendInfo(name, "built-in", available, **fields)
+
+
+def test_the_gate_policy_in_one_call():
+    """gates.judge: each gate turns a passing run red with its own line; the verdict carries the judged run."""
+    run = Run([_info("a"), _info("b", False, reason="not installed")],
+              [_result("a", Status.PASSED), _result("a", Status.UNSUPPORTED, wrt="input"),
+               _result("a", Status.PASSED, "float64", expectation=UNEXPECTED_PASS)])
+    plain = gates.judge(run, Policy())
+    assert plain.passed and plain.status == gates.EXIT_OK and plain.reasons == () and plain.failures == ()
+    graded = gates.judge(run, Policy(require_grad=True))
+    assert graded.status == gates.EXIT_FAILED and [r.status for r in graded.failures] == [Status.FAILED]
+    assert graded.failures[0].message.endswith("--require-grad makes this a failure")
+    strict = gates.judge(run, Policy(strict_expectations=True))
+    assert strict.failures[0].message.endswith("--strict-expectations makes this a failure")
+    assert gates.judge(run, Policy(required=("b",))).reasons == ("required backend b is unavailable: not installed",)
+    assert gates.judge(run, Policy(min_cases=2, dtypes=("float32", "float64"))).reasons == (
+        "--min-cases 2 not met: a float32 ran 1, a float64 ran 1",)
+    assert gates.judge(run, Policy(min_coverage=100)).reasons == ("--min-coverage 100% not met: a 2/3 (66.7%)",)
+    assert gates.judge(run, Policy(min_coverage=66)).passed
+    with pytest.raises(ConfigError, match="--require c: no such backend in this run"):
+        gates.judge(run, Policy(required=("c",)))
+
+
+def test_judging_twice_changes_nothing():
+    """The plugin judges each test's result, then the session's results again."""
+    policy = Policy(require_grad=True, strict_expectations=True)
+    results = [_result("a", Status.UNSUPPORTED), _result("a", Status.PASSED, expectation=UNEXPECTED_PASS)]
+    once = [policy.result(r) for r in results]
+    assert [policy.result(r) for r in once] == once
+
+
+def test_an_unfinished_run_an_empty_run_and_an_interrupted_run():
+    unfinished = Run([_info("a")], [_result("a", Status.PASSED)], complete=False)
+    verdict = gates.judge(unfinished, Policy())
+    assert verdict.status == gates.EXIT_FAILED and verdict.unfinished  # merge of a shard that did not finish
+    assert gates.judge(unfinished, Policy(partial=True)).passed  # report --partial
+    assert gates.judge(unfinished, Policy(), interrupted=signal.SIGTERM).status == 128 + signal.SIGTERM
+    skipped = Run([_info("a"), _info("b", False, reason="no GPU")], [_result("a", Status.SKIPPED)])
+    assert gates.judge(skipped, Policy()).status == gates.EXIT_USAGE
+    assert gates.judge(skipped, Policy()).reasons == ("nothing ran (b: no GPU)",)
+    empty_shard = Run([_info("a")], [], shard=Shard(2, 3, ("x",)))
+    assert gates.judge(empty_shard, Policy()).passed

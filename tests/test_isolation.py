@@ -15,12 +15,13 @@ import pytest
 import conformance
 from conformance import runner
 from conformance.backends.numpy_backend import NumpyBackend
-from conformance.cli import _size, main
+from conformance.cli import main
 from conformance.compare import Verdict
 from conformance.execution import Execution
 from conformance.fuzz import FuzzConfig, _explore, fuzz
 from conformance.isolation import Settings
 from conformance.loader import load_cases
+from conformance.options import size
 from conformance.properties import all_properties
 from conformance.results import Status
 
@@ -246,11 +247,11 @@ def test_what_a_worker_prints_stays_out_of_a_report_on_standard_output():
     assert json.loads(run.stdout)["totals"]["passed"] == 10 and "debug: debug:" in run.stderr
 
 
-@pytest.mark.parametrize("text, size", [
+@pytest.mark.parametrize("text, expected", [
     ("512M", 512 * 2**20), ("4G", 4 * 2**30), ("1.5GiB", 3 * 2**29), ("1000", 1000),
 ])
-def test_memory_limit_sizes(text, size):
-    assert _size(text) == size
+def test_memory_limit_sizes(text, expected):
+    assert size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "0", "-1G", "4X", "lots"])

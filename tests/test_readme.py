@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import conformance
-from conformance.cli import _parser, main
+from conformance.cli import main
+from conformance.cli.main import parser
 from conformance.loader import load_cases
 from conformance.results import Status
 
@@ -109,7 +110,7 @@ def test_documented_commands_parse(document):
                 words.pop(0)
             if words[:3] in (["python", "-m", "conformance"], ["python3", "-m", "conformance"]):
                 args = words[3:words.index("--")] if "--" in words else words[3:]
-                _parser().parse_args(args)  # SystemExit (a failure) on an unknown option or a bad value
+                parser().parse_args(args)  # SystemExit (a failure) on an unknown option or a bad value
                 parsed += 1
             if "tox" in words and "-e" in words:
                 assert set(words[words.index("-e") + 1].split(",")) <= environments, command

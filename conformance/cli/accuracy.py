@@ -8,12 +8,14 @@ from pathlib import Path
 from bce_reference import FLOAT_DTYPES
 from bce_reference.sweep import OPS
 
-from .. import distributed, named
+from .. import distributed, named, options
+from ..accuracy import report
+from ..accuracy.atlas import build
+from ..accuracy.budget import judge, load_budget
+from ..accuracy.regions import load_regions, select
+from ..gates import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ..registry import select as select_backends
-from . import report
-from .atlas import build
-from .budget import judge, load_budget
-from .regions import load_regions, select
+from . import output
 
 
 def _positive(text: str) -> int:
@@ -24,13 +26,11 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _write  # cli imports this module: import it late
-
     budget = load_budget(args.budget) if args.budget else None  # a broken budget file stops before the sweep
     regions = select(load_regions(args.regions), args.k, args.op, args.exhaustive)
     entries = select_backends(args.backend)
     if args.plot is not None:
-        from . import plots  # needs matplotlib: fail before the sweep, not after
+        from ..accuracy import plots  # needs matplotlib: fail before the sweep, not after
 
         plots.require()
     with distributed.client(args.workers, args.scheduler) as cluster:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"conformance: error: no backend was measured{' (' + reasons + ')' if reasons else ''}", file=sys.stderr)
         return EXIT_USAGE
     judgement = judge(budget, atlas.rows) if budget else None
-    _write(report.RENDERERS[args.format](atlas, judgement), args.output)
+    output.write(report.RENDERERS[args.format](atlas, judgement), args.output)
     if args.output is not None and args.format != "table":
         sys.stdout.write(report.render_table(atlas, judgement))
     if args.plot is not None:
@@ -58,10 +58,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Sweep input regions on backends and report the error in ulps of the output dtype against the "
                     "exact loss: median, p99 and maximum per backend x op x dtype x region, the worst input, and "
                     "whether the maximum is an upper bound (every input swept) or a lower bound (sampled).")
-    parser.add_argument("--backend", action="append", metavar="NAME",
-                        help="backend name or package.module:attr (repeatable; default: every built-in backend)")
-    parser.add_argument("--dtype", action="append", choices=FLOAT_DTYPES,
-                        help="only this dtype (repeatable)")
+    options.BACKEND.add_argument(parser)
+    options.DTYPE.narrowed(choices=FLOAT_DTYPES).add_argument(parser)
     parser.add_argument("--op", action="append", choices=OPS, help="only this op (repeatable)")
     parser.add_argument("-k", action="append", metavar="REGEX", help="select region ids matching REGEX (repeatable)")
     parser.add_argument("--regions", type=Path, metavar="FILE", help="regions file (default: the shipped one)")
@@ -73,10 +71,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="per-region ulp budgets: exit 1 when a row exceeds its budget "
                              "(a file, or `default`: the shipped budget)")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="write PNG figures here (needs matplotlib)")
-    parser.add_argument("--format", choices=report.FORMATS, default="table")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="write the report here (the table still prints)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar (default: only on a terminal)")
+    output.add_output(parser, report.FORMATS)
+    output.add_progress(parser)
     distributed.add_options(parser)
     parser.set_defaults(handler=run)
 
