@@ -8,7 +8,7 @@ listed case that passes into an XPASS (strict with --conformance-strict-expectat
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -17,14 +17,14 @@ import pytest
 
 from bce_reference import FLOAT_DTYPES
 
-from . import expectations, named, registry, runner
+from . import expectations, gates, options, registry, runner
 from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .loader import load_cases
 from .registry import Entry
-from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Status
+from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status
 
 if TYPE_CHECKING:  # hypothesis (the test extra) is imported only when --conformance-properties asks for it
     from .properties import Property
@@ -50,13 +50,14 @@ class Target:
     listed: list[expectations.Expectation]
     results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
     cache: Cache | None = None  # the reference cache, shared with the command line and the other xdist workers
+    layouts: tuple[str, ...] | None = None  # --conformance-layouts (None: each case's own)
 
     def result(self, case: Case, dtype: str, wrt: str | None, layout: str = "c") -> Result:
         """The result of one case x dtype x layout (one run serves all of a case x dtype's tests)."""
         key = (case.id, dtype)
         if key not in self.results:
             self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=None,
-                                           cache=self.cache).results
+                                           cache=self.cache, layouts=self.layouts).results
         return next(r for r in self.results[key] if (r.wrt, r.layout) == (wrt, layout))
 
     def judged(self, result: Result) -> Result:
@@ -76,13 +77,17 @@ class Plan:
     dtypes: tuple[str, ...]  # those asked for (--conformance-dtype), else every dtype
     properties: list[Property]
     strict: bool
+    policy: gates.Policy  # the gates of the session (its strictness is pytest's xfail strict, not the policy's)
+    layouts: tuple[str, ...] | None = None
 
     def work(self) -> Iterator[tuple[Case, str, str | None, str]]:
-        """Each case x dtype x checked tensor x memory layout (those of the case that apply in the dtype)."""
+        """Each case x dtype x checked tensor x memory layout (those of the case, or of --conformance-layouts, that
+        apply in the dtype)."""
         for case in self.cases:
             for dtype in case.dtypes:
                 if dtype in self.dtypes:
-                    yield from ((case, dtype, wrt, layout) for layout in runner.layouts_of(case, dtype, case.layouts)
+                    yield from ((case, dtype, wrt, layout)
+                                for layout in runner.layouts_of(case, dtype, self.layouts or case.layouts)
                                 for wrt in case.checks)
 
     def property_work(self) -> Iterator[tuple[Property, str, str]]:
@@ -96,30 +101,20 @@ PLAN = pytest.StashKey[Plan]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "BCE conformance (bce-conformance)")
-    group.addoption("--conformance-backend", metavar="NAME_OR_MODULE:ATTR",
-                    help="run the BCE conformance cases on this backend (a registered name or package.module:attr)")
-    group.addoption("--conformance-cases", action="append", type=Path, metavar="PATH",
-                    help="case file or folder (repeatable; default: the shipped cases)")
-    group.addoption("--conformance-dtype", action="append", choices=list(NUMPY_DTYPES),
-                    help="only this dtype (repeatable)")
-    group.addoption("--conformance-expectations", action="append", type=Path, metavar="FILE",
-                    help="an expectations manifest: listed failures are xfail (repeatable)")
-    group.addoption("--conformance-strict-expectations", action="store_true",
-                    help="a listed case that passes fails (XPASS(strict)); also set by the xfail_strict ini option")
-    group.addoption("--conformance-no-cache", action="store_true",
-                    help="compute every reference, and store none, instead of using the reference cache")
+    for option in options.PLUGIN:  # the options the command line has too (conformance/options.py)
+        option.add_pytest_option(group)
     group.addoption("--conformance-properties", action="store_true",
                     help="also one test per property x op x dtype (hypothesis, profile bce-ci unless "
                          "--hypothesis-profile)")
 
 
 def _plan(config: pytest.Config) -> Plan:
-    entries = registry.select([config.getoption("conformance_backend")])
-    try:
-        paths = [named.manifest(str(path)) for path in config.getoption("conformance_expectations") or []]
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(f"--conformance-expectations: {exc}") from None
-    manifests = [expectations.load(path) for path in paths]
+    values = options.Values.of_pytest(config.getoption)
+    entries = registry.select(values[options.BACKEND])
+    selected = {e.name for e in entries} | {e.origin for e in entries}
+    required = [name for name in values[options.REQUIRE] or [] if name not in selected]  # it selects its backend
+    entries += registry.select(required) if required else []
+    manifests = values.manifests()
     infos = runner.inspect(entries)
     names = {info.name for info in infos}
     for manifest in manifests:
@@ -129,17 +124,19 @@ def _plan(config: pytest.Config) -> Plan:
     listed, warnings = expectations.active(manifests, infos)
     for warning in warnings:
         config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
-    cache = None if config.getoption("conformance_no_cache") else Cache()
-    targets = [Target(entry, info, [e for e in listed if e.backend == info.name], cache=cache)
+    cache = Cache() if values[options.CACHE] else None
+    layouts = values[options.LAYOUTS_OPTION]
+    targets = [Target(entry, info, [e for e in listed if e.backend == info.name], cache=cache, layouts=layouts)
                for entry, info in zip(entries, infos)]
-    dtypes = tuple(config.getoption("conformance_dtype") or NUMPY_DTYPES)
+    dtypes = tuple(values[options.DTYPE] or NUMPY_DTYPES)
     properties = []
     if config.getoption("conformance_properties"):
         from .properties import all_properties
 
         properties = all_properties()
-    strict = bool(config.getoption("conformance_strict_expectations") or config.getini("xfail_strict"))
-    return Plan(targets, load_cases(config.getoption("conformance_cases")), dtypes, properties, strict)
+    strict = bool(values[options.STRICT_EXPECTATIONS] or config.getini("xfail_strict"))
+    policy = dataclasses.replace(values.policy([]), strict_expectations=False)  # manifests and strictness: xfail's
+    return Plan(targets, load_cases(values[options.CASES]), dtypes, properties, strict, policy, layouts)
 
 
 def _unmatched(plan: Plan) -> list[str]:
@@ -160,6 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"conformance: {exc}") from None
     config.stash[PLAN] = plan
     if not hasattr(config, "workerinput"):  # once, in the controlling process of pytest-xdist
+        config.pluginmanager.register(Gates(plan), "conformance-gates")
         for warning in _unmatched(plan):
             config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
     if plan.properties:
@@ -180,6 +178,48 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for target in plan.targets:
         name = f"conformance-{target.info.name}"
         items.extend(session.genitems(Backend.from_parent(session, name=name, nodeid=name, plan=plan, target=target)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A case test's report carries its result (as a dict: pytest-xdist sends reports to the controller)."""
+    report = yield
+    if call.when == "call" and isinstance(item, CaseTest) and item.result is not None:
+        report.conformance_result = item.result.to_dict()
+    return report
+
+
+class Gates:
+    """The gates of the session (--conformance-require, --conformance-min-cases, ...), judged once by the gate
+    policy on every case test's result, in the controlling process: a gate not met fails the session. A session
+    that ran nothing is pytest's to report, as its own exit status does."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.results: list[Result] = []
+        self.verdict: gates.Verdict | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        recorded = getattr(report, "conformance_result", None)
+        if recorded is not None:
+            self.results.append(Result.from_dict(recorded))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        run = Run(backends=[target.info for target in self.plan.targets], results=self.results)
+        self.verdict = gates.judge(run, self.plan.policy)
+        if self.failed() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def failed(self) -> bool:
+        """Whether a gate beyond the tests' own outcomes is not met."""
+        return self.verdict is not None and self.verdict.status == gates.EXIT_FAILED and bool(self.verdict.reasons)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.failed():
+            assert self.verdict is not None
+            terminalreporter.write_sep("=", "conformance gates not met", red=True)
+            for reason in self.verdict.reasons:
+                terminalreporter.write_line(f"conformance: {reason}")
 
 
 class Backend(pytest.Collector):
@@ -219,10 +259,12 @@ class CaseTest(_Test):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.target, self.case, self.dtype, self.wrt, self.layout = target, case, dtype, wrt, layout
+        self.result: Result | None = None  # as the session's gate policy judges it
 
     def runtest(self) -> None:
         self._skip_unavailable()
         result = self.target.judged(self.target.result(self.case, self.dtype, self.wrt, self.layout))
+        result = self.result = self.config.stash[PLAN].policy.result(result)
         if result.expectation in (EXPECTED, UNEXPECTED_PASS):
             self.add_marker(pytest.mark.xfail(reason=result.message, strict=self.config.stash[PLAN].strict))
         if result.status in NOT_RUN:

@@ -2,6 +2,7 @@
 expectations as xfail / XPASS, properties, and -k, -x, --junitxml and pytest-xdist's -n as usual."""
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from conformance import runner
+from conformance import options, runner
+from conformance.loader import load_cases
+from conformance.options import layouts
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
@@ -148,9 +151,12 @@ def test_pytest_xdist_spreads_the_cases(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     manifest = _manifest(pytester)
     result = pytester.runpytest_subprocess("-p", "xdist.plugin", *PLUGIN, "-n", "2", *MUTANT, *CLAMP,
-                                           "--conformance-expectations", str(manifest))
+                                           "--conformance-expectations", str(manifest), "--conformance-min-cases", "5")
     result.assert_outcomes(passed=8, xfailed=8)
     result.stdout.fnmatch_lines(["*2 workers*"])
+    # the gates judge the workers' results in the controlling process: 4 per dtype
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["conformance: --min-cases 5 not met: mutant-ClampAt50 float16 ran 4, *"])
 
 
 def test_it_collects_what_run_runs(session, shipped_cases):
@@ -175,3 +181,45 @@ def test_a_manifest_lists_properties_by_id(pytester, session):
     result = session(*args, "--conformance-expectations", str(other))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*listed as crashed in *other.yaml:3, but failed*"])
+
+
+def test_the_layout_option_is_the_command_lines(session):
+    """--conformance-layouts, defined once with run's --layouts (conformance/options.py): the same tests as results."""
+    cases = load_cases([CASES / "document.yaml"])
+    expected = sum(len(case.checks) * len(runner.layouts_of(case, dtype, layouts("fortran,c")))
+                   for case in cases for dtype in case.dtypes)
+    args = ["--conformance-backend", "numpy", "--conformance-cases", str(CASES / "document.yaml")]
+    result = session(*args, "--conformance-layouts", "fortran,c", "--collect-only", "-q")
+    ids = [line for line in result.stdout.lines if "::" in line]
+    assert len(ids) == expected > 23 and "conformance-numpy::document-bce-mean[float32-fortran]" in ids
+    session(*args, "--conformance-layouts", "fortran", "-k", "document-bce-mean and float32").assert_outcomes(passed=1)
+    result = session(*args, "--conformance-layouts", "sideways")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--conformance-layouts: unknown layout sideways*"])
+
+
+def test_the_gates_of_the_command_line_fail_a_session_whose_tests_passed(session):
+    """The one gate policy (conformance/gates.py) judges the session's results, as it judges a run's."""
+    args = ["--conformance-backend", "numpy", "--conformance-cases", str(CASES / "document.yaml")]
+    result = session(*args, "--conformance-min-cases", "6")
+    result.assert_outcomes(passed=23)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*conformance gates not met*", "conformance: --min-cases 6 not met: numpy bfloat16 ran 5"])
+    assert session(*args, "--conformance-min-cases", "5").ret == pytest.ExitCode.OK
+
+
+def test_require_grad_fails_each_gradient_test_a_backend_cannot_run(session):
+    args = ["--conformance-backend", "tests.test_cli:LossOnly", "--conformance-cases",
+            str(CASES / "gradients_document.yaml"), "--conformance-dtype", "float32", "-k", "grad-document-bce-mean"]
+    session(*args).assert_outcomes(skipped=2)
+    result = session(*args, "--conformance-require-grad")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["failed: loss-only lacks grad.bce*; --require-grad makes this a failure"])
+
+
+def test_the_documented_options_are_the_plugins():
+    """docs/ci.md's table names every option the plugin takes from conformance/options.py."""
+    table = (ROOT / "docs" / "ci.md").read_text()
+    for option in options.PLUGIN:
+        negated = option.settings.get("action") is argparse.BooleanOptionalAction
+        assert f"`--conformance-{'no-' if negated else ''}{option.name}" in table, option.name

@@ -36,3 +36,9 @@ def test_nothing_outside_the_command_line_imports_it(graph):
     assert "conformance.__main__" in importers  # `python -m conformance` is the command line's entry
     assert importers - inside == {"conformance.__main__"}
 
+
+def test_the_pytest_plugin_and_the_command_line_share_their_options(graph):
+    assert graph.direct_import_exists(importer="conformance.pytest_plugin", imported="conformance.options")
+    assert graph.chain_exists(importer="conformance.cli.run", imported="conformance.options")
+    assert graph.direct_import_exists(importer="conformance.cli.run", imported="conformance.gates")
+    assert graph.direct_import_exists(importer="conformance.pytest_plugin", imported="conformance.gates")
