@@ -90,13 +90,15 @@ class _Group(Protocol):
 class Option:
     """One option: `--NAME` on the command line (or `flags`), `--conformance-NAME` in pytest unless `plugin` is
     False; `settings` are argparse's `add_argument` keywords. A flag with `--no-NAME` (argparse's
-    BooleanOptionalAction, default on) is `--conformance-no-NAME` in pytest."""
+    BooleanOptionalAction) is one flag in pytest: `--conformance-no-NAME` where it is on by default there
+    (`plugin_default`, else its default), `--conformance-NAME` where it is off."""
 
     name: str
     help: str
     settings: Mapping[str, Any]
     flags: tuple[str, ...] = ()
     plugin: bool = True
+    plugin_default: bool | None = None
 
     @property
     def dest(self) -> str:
@@ -105,13 +107,22 @@ class Option:
     def add_argument(self, parser: argparse.ArgumentParser | argparse._ActionsContainer) -> None:
         parser.add_argument(*(self.flags or (f"--{self.name}",)), help=self.help, **self.settings)
 
+    @property
+    def _plugin_on(self) -> bool | None:
+        """Whether a flag with `--no-NAME` is on by default in pytest; None for any other option."""
+        if self.settings.get("action") is not argparse.BooleanOptionalAction:
+            return None
+        return self.settings["default"] if self.plugin_default is None else self.plugin_default
+
+    @property
+    def pytest_flag(self) -> str:
+        return f"--conformance-{'no-' if self._plugin_on else ''}{self.name}"
+
     def add_pytest_option(self, group: _Group) -> None:
         settings = dict(self.settings)
-        flag = f"--conformance-{self.name}"
-        if settings.get("action") is argparse.BooleanOptionalAction:
-            settings["action"] = "store_false"
-            flag = f"--conformance-no-{self.name}"
-        group.addoption(flag, dest=f"conformance_{self.dest}", help=self.help, **settings)
+        if self._plugin_on is not None:
+            settings.update(action="store_false" if self._plugin_on else "store_true", default=self._plugin_on)
+        group.addoption(self.pytest_flag, dest=f"conformance_{self.dest}", help=self.help, **settings)
 
     def narrowed(self, **settings: Any) -> Option:
         """The same option with some settings replaced (fewer choices, another help)."""
@@ -132,14 +143,14 @@ LAYOUTS_OPTION = Option(
                "default: each case's own (`layouts:` in its file, else c)",
     {"type": layouts, "metavar": "all|NAME[,NAME...]"})
 ISOLATION = Option("isolation", "run backend calls in worker processes, so that a crash or hang costs one call's "
-                                "result, not the run (default); --no-isolation runs them in this process, for "
-                                "debugging",
-                   {"action": argparse.BooleanOptionalAction, "default": True},
-                   plugin=False)  # the plugin runs each call in its test's process; pytest-xdist gives the processes
-TIMEOUT = Option("timeout", f"time limit of one backend call (default {DEFAULT_TIMEOUT:g})",
-                 {"type": seconds, "metavar": "SECONDS"}, plugin=False)
+                                "result, not the run (the command line's default; --no-isolation runs them in "
+                                "this process, for debugging); the pytest plugin runs a case test's call in the "
+                                "test's process unless --conformance-isolation",
+                   {"action": argparse.BooleanOptionalAction, "default": True}, plugin_default=False)
+TIMEOUT = Option("timeout", f"time limit of one backend call in a worker process (default {DEFAULT_TIMEOUT:g})",
+                 {"type": seconds, "metavar": "SECONDS"})
 MEMORY_LIMIT = Option("memory-limit", "data-segment limit of each worker process, e.g. 4G (default: none)",
-                      {"type": size, "metavar": "SIZE"}, plugin=False)
+                      {"type": size, "metavar": "SIZE"})
 EXPECTATIONS = Option("expectations", "an expectations manifest: the deviations a backend accepts (repeatable); a "
                                       "file, or a built-in backend's name for its shipped manifest",
                       {"action": "append", "type": named.manifest, "metavar": "FILE|NAME"})
@@ -190,7 +201,8 @@ class Values:
         timeout, memory_limit = self[TIMEOUT], self[MEMORY_LIMIT]
         if not self[ISOLATION]:
             if timeout is not None or memory_limit is not None:
-                raise ConfigError("--timeout and --memory-limit apply to worker processes; drop them or --no-isolation")
+                raise ConfigError("--timeout and --memory-limit apply to worker processes, which --no-isolation (or "
+                                  "the pytest plugin without --conformance-isolation) does not use")
             return None
         if memory_limit is not None and sys.platform == "win32":
             raise ConfigError("--memory-limit needs POSIX resource limits, which this platform lacks")

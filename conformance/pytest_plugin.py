@@ -2,9 +2,12 @@
 case x dtype (per differentiated tensor for a gradient case) and, with --conformance-properties, one per
 property x op x dtype. Without --conformance-backend it does nothing.
 
-A test runs its case through the harness in the test's own process (pytest-xdist's `-n` gives the processes),
-and fails with the harness's message. An expectations manifest turns a listed failure into an xfail and a
-listed case that passes into an XPASS (strict with --conformance-strict-expectations or `xfail_strict`).
+A test runs its case through the harness in the test's own process (pytest-xdist's `-n` gives the processes;
+--conformance-isolation runs the backend's calls in worker processes, as `run` does), and fails with the
+harness's message. The options the command line has too are defined once, in conformance/options.py, and the
+session is judged by the command line's gate policy (conformance/gates.py) as well. An expectations manifest
+turns a listed failure into an xfail and a listed case that passes into an XPASS (strict with
+--conformance-strict-expectations or `xfail_strict`).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
+from .isolation import Settings
 from .loader import load_cases
 from .registry import Entry
 from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status
@@ -51,12 +55,13 @@ class Target:
     results: dict[tuple[str, str], list[Result]] = field(default_factory=dict)
     cache: Cache | None = None  # the reference cache, shared with the command line and the other xdist workers
     layouts: tuple[str, ...] | None = None  # --conformance-layouts (None: each case's own)
+    isolation: Settings | None = None  # --conformance-isolation: each call in a worker process (None: this one)
 
     def result(self, case: Case, dtype: str, wrt: str | None, layout: str = "c") -> Result:
         """The result of one case x dtype x layout (one run serves all of a case x dtype's tests)."""
         key = (case.id, dtype)
         if key not in self.results:
-            self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=None,
+            self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=self.isolation,
                                            cache=self.cache, layouts=self.layouts).results
         return next(r for r in self.results[key] if (r.wrt, r.layout) == (wrt, layout))
 
@@ -125,9 +130,9 @@ def _plan(config: pytest.Config) -> Plan:
     for warning in warnings:
         config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
     cache = Cache() if values[options.CACHE] else None
-    layouts = values[options.LAYOUTS_OPTION]
-    targets = [Target(entry, info, [e for e in listed if e.backend == info.name], cache=cache, layouts=layouts)
-               for entry, info in zip(entries, infos)]
+    layouts, isolation = values[options.LAYOUTS_OPTION], values.isolation()
+    targets = [Target(entry, info, [e for e in listed if e.backend == info.name], cache=cache, layouts=layouts,
+                      isolation=isolation) for entry, info in zip(entries, infos)]
     dtypes = tuple(values[options.DTYPE] or NUMPY_DTYPES)
     properties = []
     if config.getoption("conformance_properties"):

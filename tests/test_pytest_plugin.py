@@ -2,7 +2,6 @@
 expectations as xfail / XPASS, properties, and -k, -x, --junitxml and pytest-xdist's -n as usual."""
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +219,20 @@ def test_require_grad_fails_each_gradient_test_a_backend_cannot_run(session):
 def test_the_documented_options_are_the_plugins():
     """docs/ci.md's table names every option the plugin takes from conformance/options.py."""
     table = (ROOT / "docs" / "ci.md").read_text()
-    for option in options.PLUGIN:
-        negated = option.settings.get("action") is argparse.BooleanOptionalAction
-        assert f"`--conformance-{'no-' if negated else ''}{option.name}" in table, option.name
+    flags = [option.pytest_flag for option in options.PLUGIN]
+    assert "--conformance-no-cache" in flags and "--conformance-isolation" in flags
+    for flag in flags:
+        assert f"`{flag}" in table
+
+
+def test_isolation_makes_a_crash_one_failed_test(session):
+    """--conformance-isolation (run's --isolation): the backend's calls run in worker processes, so a segfault
+    costs its test, not the session."""
+    args = ["--conformance-backend", "tests.faults:Segfaults", "--conformance-cases",
+            str(ROOT / "tests" / "data" / "fault_cases.yaml"), "--conformance-dtype", "float64"]
+    result = session(*args, "--conformance-isolation", "--conformance-timeout", "60")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["crashed: *SIGSEGV*"])
+    result = session(*args, "--conformance-timeout", "60")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--timeout and --memory-limit apply to worker processes*"])
