@@ -36,12 +36,15 @@ class Policy:
     unselected: Collection[str] = ()  # case ids that -k or a shard left out: entries about them only are not unmatched
     partial: bool = False  # judge an unfinished run on what it holds (report --partial)
 
-    def result(self, result: Result) -> Result:
-        """The result as this policy judges it: --require-grad fails an unsupported gradient, --strict-expectations
-        an unexpected pass. Judging a judged result again changes nothing."""
+    def on_unsupported(self, result: Result) -> Result:
+        """--require-grad: an unsupported gradient is a failure (before the manifests, which may list it)."""
         if self.require_grad and result.status == Status.UNSUPPORTED:
             return dataclasses.replace(result, status=Status.FAILED,
                                        message=f"{result.message}; --require-grad makes this a failure")
+        return result
+
+    def on_unexpected_pass(self, result: Result) -> Result:
+        """--strict-expectations: a deviation a manifest lists that passed is a failure (after the manifests)."""
         if self.strict_expectations and result.expectation == UNEXPECTED_PASS and result.status == Status.PASSED:
             return dataclasses.replace(result, status=Status.FAILED,
                                        message=f"{result.message}; --strict-expectations makes this a failure")
@@ -143,19 +146,21 @@ def judge(run: Run, policy: Policy, interrupted: int | None = None) -> Verdict:
     manifest a backend it lacks."""
     warnings: list[str] = []
     run = _require(run, policy.required)
+    run = dataclasses.replace(run, results=[policy.on_unsupported(r) for r in run.results])
     if policy.manifests:
         run, warnings = expectations.apply(run, list(policy.manifests), policy.unselected)
-    run = dataclasses.replace(run, results=[policy.result(r) for r in run.results])
+    run = dataclasses.replace(run, results=[policy.on_unexpected_pass(r) for r in run.results])
     failures = tuple(r for r in run.results if failing(r))
     reasons = _reasons(run, policy)
     empty_shard = run.shard is not None and not run.results  # a shard may hold no case of a small selection
     if interrupted is not None:
         status = 128 + interrupted
+    elif not run.complete and not policy.partial:  # whatever it holds, even nothing
+        status = EXIT_FAILED
+        reasons.append(unfinished(run))
     elif ran(run) == 0 and not missing_required(run) and not empty_shard:
         why = "; ".join(f"{b.name}: {b.reason}" for b in run.backends if not b.available)
         status, reasons = EXIT_USAGE, [f"nothing ran{' (' + why + ')' if why else ''}"]
     else:
-        if not run.complete and not policy.partial:
-            reasons.append(unfinished(run))
         status = EXIT_FAILED if failures or reasons else EXIT_OK
     return Verdict(run, status, failures, tuple(reasons), tuple(warnings))

@@ -268,8 +268,9 @@ class CaseTest(_Test):
 
     def runtest(self) -> None:
         self._skip_unavailable()
-        result = self.target.judged(self.target.result(self.case, self.dtype, self.wrt, self.layout))
-        result = self.result = self.config.stash[PLAN].policy.result(result)
+        policy = self.config.stash[PLAN].policy  # as gates.judge: --require-grad, the manifests, strictness
+        result = policy.on_unsupported(self.target.result(self.case, self.dtype, self.wrt, self.layout))
+        result = self.result = policy.on_unexpected_pass(self.target.judged(result))
         if result.expectation in (EXPECTED, UNEXPECTED_PASS):
             self.add_marker(pytest.mark.xfail(reason=result.message, strict=self.config.stash[PLAN].strict))
         if result.status in NOT_RUN:

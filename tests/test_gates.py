@@ -163,8 +163,9 @@ def test_judging_twice_changes_nothing():
     """The plugin judges each test's result, then the session's results again."""
     policy = Policy(require_grad=True, strict_expectations=True)
     results = [_result("a", Status.UNSUPPORTED), _result("a", Status.PASSED, expectation=UNEXPECTED_PASS)]
-    once = [policy.result(r) for r in results]
-    assert [policy.result(r) for r in once] == once
+    once = [policy.on_unexpected_pass(policy.on_unsupported(r)) for r in results]
+    assert [policy.on_unexpected_pass(policy.on_unsupported(r)) for r in once] == once
+    assert [r.status for r in once] == [Status.FAILED, Status.FAILED]
 
 
 def test_an_unfinished_run_an_empty_run_and_an_interrupted_run():
@@ -178,3 +179,15 @@ def test_an_unfinished_run_an_empty_run_and_an_interrupted_run():
     assert gates.judge(skipped, Policy()).reasons == ("nothing ran (b: no GPU)",)
     empty_shard = Run([_info("a")], [], shard=Shard(2, 3, ("x",)))
     assert gates.judge(empty_shard, Policy()).passed
+
+
+def test_a_manifest_lists_what_require_grad_fails(capsys, tmp_path):
+    """--require-grad judges before the manifests: --update-expectations records its failures, and they are expected."""
+    manifest = tmp_path / "loss-only.yaml"
+    argv = ["run", "--backend", "tests.test_cli:LossOnly", "--cases", "cases/gradients_document.yaml", "--no-progress",
+            "--no-isolation", "--dtype", "float32", "-k", "grad-document-bce-mean", "--require-grad"]
+    code, out, err = run(capsys, *argv, "--update-expectations", str(manifest))
+    assert code == 0 and "wrote 1 expectations" in err and "matches no result" not in err
+    assert "2 failed" in out and "(2 of them expected failures" in out
+    assert run(capsys, *argv, "--expectations", str(manifest))[0] == 0
+    assert run(capsys, *argv)[0] == 1  # without the manifest, the failures fail the run

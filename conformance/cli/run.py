@@ -102,10 +102,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _record(run: Run, policy: Policy, path: Path) -> expectations.Manifest:
-    """--update-expectations: the run's failures, as the policy judges its results, written to `path` as a manifest."""
+    """--update-expectations: the run's failures (--require-grad's included) written to `path` as a manifest."""
     if not run.complete:
         raise ConfigError(f"{path}: not written: the run did not finish, so its failures are not all known")
-    manifest = expectations.write(path, dataclasses.replace(run, results=[policy.result(r) for r in run.results]))
+    manifest = expectations.write(path, dataclasses.replace(run, results=[policy.on_unsupported(r) for r in run.results]))
     print(f"conformance: wrote {len(manifest.entries)} expectations to {path}", file=sys.stderr)
     return manifest
 
