@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from . import named
+from . import named, registry
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .expectations import Manifest
@@ -23,6 +23,7 @@ from .expectations import load as load_manifest
 from .gates import Policy
 from .inputs import LAYOUTS
 from .isolation import DEFAULT_TIMEOUT, Settings
+from .registry import Entry
 
 
 def positive_number(text: str) -> float:
@@ -195,6 +196,13 @@ class Values:
 
     def __getitem__(self, option: Option) -> Any:
         return self.get(option.dest)
+
+    def entries(self) -> list[Entry]:
+        """The backends --backend selects (every built-in one without it), and those --require names besides."""
+        entries = registry.select(self[BACKEND])
+        selected = {e.name for e in entries} | {e.origin for e in entries}
+        required = [name for name in self[REQUIRE] or [] if name not in selected]
+        return entries + (registry.select(required) if required else [])
 
     def isolation(self) -> Settings | None:
         """The worker settings of --isolation, --timeout and --memory-limit; None runs calls in this process."""

@@ -20,7 +20,7 @@ import pytest
 
 from bce_reference import FLOAT_DTYPES
 
-from . import expectations, gates, options, registry, runner
+from . import expectations, gates, options, runner
 from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
@@ -115,10 +115,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _plan(config: pytest.Config) -> Plan:
     values = options.Values.of_pytest(config.getoption)
-    entries = registry.select(values[options.BACKEND])
-    selected = {e.name for e in entries} | {e.origin for e in entries}
-    required = [name for name in values[options.REQUIRE] or [] if name not in selected]  # it selects its backend
-    entries += registry.select(required) if required else []
+    entries = values.entries()
     manifests = values.manifests()
     infos = runner.inspect(entries)
     names = {info.name for info in infos}

@@ -14,7 +14,6 @@ from ..accuracy.atlas import build
 from ..accuracy.budget import judge, load_budget
 from ..accuracy.regions import load_regions, select
 from ..gates import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from ..registry import select as select_backends
 from . import output
 
 
@@ -28,7 +27,7 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     budget = load_budget(args.budget) if args.budget else None  # a broken budget file stops before the sweep
     regions = select(load_regions(args.regions), args.k, args.op, args.exhaustive)
-    entries = select_backends(args.backend)
+    entries = options.Values.of_namespace(args).entries()
     if args.plot is not None:
         from ..accuracy import plots  # needs matplotlib: fail before the sweep, not after
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bce_reference import FLOAT_DTYPES, OPS
 
-from .. import distributed, gates, options, registry
+from .. import distributed, gates, options
 from ..errors import ConfigError
 from ..fuzz import FuzzConfig, fuzz
 from ..profiles import PROFILES
@@ -29,7 +29,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     isolation = values.isolation()
     policy = values.policy(values.manifests())
     with output.interruptible() as received, distributed.client(args.workers, args.scheduler) as cluster:
-        run = fuzz(registry.select(args.backend), properties, config, args.op, args.dtype, progress=args.progress,
+        run = fuzz(values.entries(), properties, config, args.op, args.dtype, progress=args.progress,
                    isolation=isolation, client=cluster)
     signum = output.interruption(run, received)
     status = publish(gates.judge(run, policy, signum), args)

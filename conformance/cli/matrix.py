@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .. import expectations, matrix, named, options, registry, report, runner, saved
+from .. import expectations, matrix, named, options, report, runner, saved
 from ..gates import EXIT_OK
 from ..loader import load_cases
 from . import output
@@ -18,8 +18,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.sources:
         documents = [saved.load(path) for path in args.sources]
     else:
-        run = runner.run(load_cases(args.cases), registry.select(args.backend), progress=args.progress,
-                         isolation=options.Values.of_namespace(args).isolation())
+        values = options.Values.of_namespace(args)
+        run = runner.run(load_cases(args.cases), values.entries(), progress=args.progress, isolation=values.isolation())
         available = {b.name for b in run.backends if b.available}
         manifests = [expectations.load(path) for name, path in named.shipped_manifests().items() if name in available]
         run, warnings = expectations.apply(run, manifests)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .. import diff, expectations, gates, journal, options, registry, report, runner, saved, shards
+from .. import diff, expectations, gates, journal, options, report, runner, saved, shards
 from ..cache import Cache
 from ..case import Case
 from ..errors import ConfigError
@@ -76,13 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cases:
             print(f"conformance: shard {args.shard[0]}/{args.shard[1]} holds none of the {selected} cases selected",
                   file=sys.stderr)
-    entries = registry.select(args.backend)
+    entries = values.entries()
     if args.update_expectations is not None and len(entries) != 1:
         raise ConfigError(f"{args.update_expectations}: --update-expectations records one backend's manifest; "
                           f"select it with --backend")
-    selected_names = {e.name for e in entries} | {e.origin for e in entries}
-    required = [name for name in args.require or [] if name not in selected_names]  # --require selects its backend
-    entries += registry.select(required) if required else []
     sink = (journal.Journal(path, resume=args.resume is not None, command=output.command_line(args), shard=shard)
             if path is not None else None)
     with output.interruptible() as received, sink or contextlib.nullcontext():
