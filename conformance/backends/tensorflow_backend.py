@@ -4,9 +4,10 @@ pos_weight is given; `tf.math.sigmoid`; gradients by `tf.GradientTape`.
 BCE on probabilities is declared unsupported: tf.nn has no such op. TensorFlow's only one is Keras's
 `binary_crossentropy` (the `keras` backend tests it), and a formula written here from tf.math ops would
 test this adapter's transcription of PyTorch, not TensorFlow. tf.nn has no weight argument and no
-reduction: the adapter multiplies by the weight and reduces with `tf.reduce_mean` / `tf.reduce_sum`, as
-TensorFlow's documentation leaves to its users. The arrays become tensors of their own dtype first (TensorFlow
-does no implicit promotion). TensorFlow loads lazily; the shipped manifest (data/expectations/tensorflow.yaml) lists its deviations.
+reduction: the adapter multiplies by the weight and reduces with `tf.reduce_mean` / `tf.reduce_sum`, as a
+TensorFlow user does. The arrays become tensors of their own dtype first (TensorFlow does no implicit
+promotion). TensorFlow loads lazily; the shipped manifest (data/expectations/tensorflow.yaml) lists its
+deviations.
 """
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def gradients(loss: Callable[..., Any], tensors: Mapping[str, Any], grad_output:
         for name in wrt:
             tape.watch(tensors[name])
         value = loss(**tensors)
-    grads = tape.gradient(value, [tensors[name] for name in wrt], output_gradients=tf.cast(tensor(grad_output), value.dtype),
+    grads = tape.gradient(value, [tensors[name] for name in wrt],
+                          output_gradients=tf.cast(tensor(grad_output), value.dtype),
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return {name: array(grad) for name, grad in zip(wrt, grads)}
 
