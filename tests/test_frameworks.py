@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import expectations, matrix, named, registry, runner
-from conformance.backends import tinygrad_backend
+from conformance import expectations, matrix, named, registry, rejections, runner
+from conformance.backends import keras_backend, tensorflow_backend, tinygrad_backend
 from conformance.cli import main
 
 CASES = Path(__file__).resolve().parent.parent / "cases"
-FRAMEWORKS = {"jax": ("jax", "optax"), "tinygrad": ("tinygrad",)}
+FRAMEWORKS = {"jax": ("jax", "optax"), "tinygrad": ("tinygrad",), "tensorflow": ("tensorflow",),
+              "keras": ("keras", "tensorflow")}
 
 
 @pytest.mark.parametrize("name, modules", FRAMEWORKS.items())
@@ -33,6 +34,38 @@ def test_tinygrad_without_clang_is_unavailable_for_that_reason(monkeypatch):
     monkeypatch.setattr(tinygrad_backend.shutil, "which", lambda name: None)
     availability = tinygrad_backend.TinygradBackend().availability()
     assert not availability.available and "clang" in availability.reason
+
+
+TENSORFLOW_ERRORS = [  # (type name, first line, rule), as TensorFlow 2.21 raised them on the shipped rejection cases
+    ("ValueError", "`logits` and `labels` must have the same shape, received ((1,) vs ()).", "shape_mismatch"),
+    ("InvalidArgumentError", "cannot compute Mul as input #1(zero-based) was expected to be a half tensor but is a "
+                             "int64 tensor [Op:Mul] name: ", "dtype"),
+    ("InvalidArgumentError", "Value for attr 'T' of bool is not in the list of allowed values: float, double, int32",
+     "dtype"),
+    ("InvalidArgumentError", "{{function_node __wrapped__Mul_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
+                             "Incompatible shapes: [3] vs. [2] [Op:Mul] name: ", "weight_shape"),
+    ("InvalidArgumentError", "{{function_node __wrapped__Mean_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
+                             "Invalid reduction dimension (-1 for input with 0 dimension(s) [Op:Mean] name: ", None),
+    ("RuntimeError", "something else entirely", None),
+]
+KERAS_ERRORS = [  # the same, from Keras 3.15 on TensorFlow 2.21
+    ("ValueError", "Arguments `target` and `output` must have the same rank (ndim). Received: target.shape=(2, 3), "
+                   "output.shape=(3,)", "shape_mismatch"),
+    ("ValueError", "Arguments `target` and `output` must have the same shape. Received: target.shape=(2,), "
+                   "output.shape=(3,)", "shape_mismatch"),
+    ("TypeError", "Cannot convert 0.9999999 to EagerTensor of dtype int64", "dtype"),
+    *TENSORFLOW_ERRORS,
+]
+
+
+@pytest.mark.parametrize("backend, type_name, text, rule", [
+    *[(tensorflow_backend.TensorflowBackend(), *error) for error in TENSORFLOW_ERRORS],
+    *[(keras_backend.KerasBackend(), *error) for error in KERAS_ERRORS]])
+def test_tensorflow_and_keras_rejections_are_for_the_rule_their_message_names(backend, type_name, text, rule):
+    """Without TensorFlow: the hook reads the stand-in a worker sends back (type name and text); an error unrelated to
+    any rule (Keras's 0-d mean) establishes none, so it can never pass a rejection case."""
+    error = type(type_name, (Exception,), {})(text)
+    assert rejections.identify(backend, error).rule == rule
 
 
 @pytest.mark.parametrize("name", sorted(named.shipped_manifests()))
