@@ -72,6 +72,6 @@ def judge(execution: Execution, backend: Backend, check: Check, reject: str | No
         return Verdict(Status.ERROR, f"the harness could not judge what the backend returned: {describe(exc)}")
 
 
-def line(verdict: Verdict) -> str:
+def line(status: Status, message: str) -> str:
     """A verdict in one line, 'status: message', as the plugin and the atlas report one that is not a pass."""
-    return f"{verdict.status}: {verdict.message}"
+    return f"{status}: {message}"

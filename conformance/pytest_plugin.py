@@ -20,7 +20,6 @@ from bce_reference import FLOAT_DTYPES
 from . import expectations, judging, named, probing, registry, runner
 from .cache import Cache
 from .case import Case
-from .compare import Verdict
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .loader import load_cases
@@ -39,7 +38,7 @@ class Deviation(Exception):
         self.status, self.message = status, message
 
     def __str__(self) -> str:
-        return judging.line(Verdict(self.status, self.message))
+        return judging.line(self.status, self.message)
 
 
 @dataclass
@@ -227,7 +226,7 @@ class CaseTest(_Test):
         if result.expectation in (EXPECTED, UNEXPECTED_PASS):
             self.add_marker(pytest.mark.xfail(reason=result.message, strict=self.config.stash[PLAN].strict))
         if result.status in NOT_RUN:
-            pytest.skip(result.message)
+            pytest.skip(judging.line(result.status, result.message))
         if result.status in GATE_FAILURES:
             raise Deviation(result.status, result.message)
 
@@ -252,7 +251,7 @@ class PropertyTest(_Test):
         assert backend is not None
         reason = not_checkable(backend, self.target.info.name, self.prop, self.op, self.dtype)
         if reason is not None:
-            pytest.skip(reason[1])
+            pytest.skip(judging.line(*reason))
 
         invoke = in_process(backend)
         listed = self.target.listing(self.prop, self.dtype)
@@ -270,7 +269,7 @@ class PropertyTest(_Test):
             holds()
         except Deviation as deviation:
             if deviation.status in NOT_RUN:  # as a case test: what the backend lacks is skipped, not failed
-                pytest.skip(deviation.message)
+                pytest.skip(str(deviation))
             if listed is None or deviation.status == listed.outcome:
                 raise
             pytest.fail(f"{deviation}; listed as {listed.outcome} in {listed.source}, but {deviation.status}",

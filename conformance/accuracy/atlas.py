@@ -37,7 +37,7 @@ def evaluate(backend: Backend, op: str, tensors: dict[str, np.ndarray], dtype: s
     verdict = judging.judge(execution, backend,
                             lambda outcome: check_form(outcome, dtype, shape) or Verdict(Status.PASSED, ""))
     if verdict.status != Status.PASSED or execution.outcome is None:
-        return None, execution.seconds, judging.line(verdict)
+        return None, execution.seconds, judging.line(verdict.status, verdict.message)
     return np.asarray(execution.outcome.value), execution.seconds, ""
 
 
