@@ -363,7 +363,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Run every available backend (or read --from reports) and write the matrix as Markdown and HTML."""
     areas = matrix.load_areas()
     if args.sources:
-        documents = [saved.load(path) for path in args.sources]
+        documents = [saved.document(path) for path in args.sources]
     else:
         run = runner.run(load_cases(args.cases), registry.select(args.backend), progress=args.progress,
                          isolation=_isolation(args))

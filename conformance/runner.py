@@ -28,7 +28,7 @@ from .isolation import Settings, calls_for
 from .journal import Journal
 from .probing import probe
 from .registry import Entry
-from .results import BackendInfo, Result, Run, Status
+from .results import BackendInfo, Result, ResultKey, Run, Status
 
 __all__ = ["BackendInfo", "Run", "Settings", "run"]
 
@@ -154,7 +154,7 @@ def run(
     progress: bool | None = None,
     *,
     isolation: Settings | None = Settings(),
-    previous: Mapping[tuple[str, str, str, str | None, str], Result] | None = None,
+    previous: Mapping[ResultKey, Result] | None = None,
     journal: Journal | None = None,
     cache: Cache | None = None,
     layouts: Sequence[str] | None = None,
