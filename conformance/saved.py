@@ -9,9 +9,9 @@ from typing import Any
 from jsonschema.exceptions import best_match
 
 from . import journal, report
+from .documents import VALIDATION_ERRORS, schema_validator
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
-from .loader import VALIDATION_ERRORS, schema_validator
 from .results import BackendInfo, Result, Run, Shard
 
 
