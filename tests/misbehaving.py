@@ -5,6 +5,7 @@ accuracy atlas) sees the fault on whatever it asks.
 """
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -89,3 +90,11 @@ class WrongConventionRule(Misbehaving):
             return compute()
         except Rejected:
             raise RuntimeError("all elements of target should be between 0 and 1") from None
+
+
+class Hangs(Misbehaving):
+    """Never answers (within any time limit a test sets)."""
+
+    def alter(self, compute):
+        time.sleep(60)
+        return compute()

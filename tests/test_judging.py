@@ -3,8 +3,8 @@ backend, `run`, `fuzz`, the pytest plugin and the accuracy atlas, get the same v
 
 An entry point's verdict is the status of the first of its results that did not pass ("passed" where all did).
 The atlas asks only for values of valid inputs: a rejection rule is not its to judge, and a wrong value is
-measured, then judged by the accuracy budget (a breach: failed). A hang is left out: the plugin and the atlas
-call in this process, where nothing ends it (run's and fuzz's timeouts: tests/test_isolation.py).
+measured, then judged by the accuracy budget (a breach: failed). A hang goes through run and fuzz only: the
+plugin and the atlas call in this process, where nothing ends it.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from conformance.accuracy.atlas import build
 from conformance.accuracy.budget import default_budget_file, judge, load_budget
 from conformance.accuracy.regions import load_regions, select
 from conformance.fuzz import FuzzConfig, fuzz
+from conformance.isolation import Settings
 from conformance.properties import MatchesReference
 from conformance.results import Status
 from tests import misbehaving
@@ -40,14 +41,14 @@ def _first(statuses: list[str]) -> str:
     return next((s for s in statuses if s != PASSED), PASSED)
 
 
-def _run(backend: conformance.Backend) -> str:
-    run = conformance.run(backend, conformance.load_cases([CASES]), isolation=False)
+def _run(backend: conformance.Backend, isolation: Settings | None = None) -> str:
+    run = conformance.run(backend, conformance.load_cases([CASES]), isolation=isolation or False)
     return _first([str(r.status) for r in run.results])
 
 
-def _fuzz(backend: conformance.Backend) -> str:
+def _fuzz(backend: conformance.Backend, isolation: Settings | None = None) -> str:
     run = fuzz(conformance.entries(backend), [MatchesReference()], FuzzConfig(examples=60, seed=0),
-               ["bce_with_logits"], ["float32"], progress=False, isolation=None)
+               ["bce_with_logits"], ["float32"], progress=False, isolation=isolation)
     return _first([str(r.status) for r in run.results])
 
 
@@ -85,3 +86,8 @@ def test_every_entry_point_gives_a_misbehaving_backend_the_same_verdict(pytester
     verdict, in_atlas = VERDICTS[kind]
     got = {"run": _run(kind()), "fuzz": _fuzz(kind()), "plugin": _plugin(pytester, kind()), "atlas": _atlas(kind())}
     assert got == {"run": verdict, "fuzz": verdict, "plugin": verdict, "atlas": in_atlas}
+
+
+def test_a_hang_is_a_timeout_in_run_and_in_fuzz():
+    limit = Settings(timeout=1.0)
+    assert _run(misbehaving.Hangs(), limit) == _fuzz(misbehaving.Hangs(), limit) == str(Status.TIMEOUT)
