@@ -127,10 +127,10 @@ def as_specified_label(ulps: float) -> str:
     return f"as specified; {ulps:.2g} ulp from exact"
 
 
-def check_value(outcome: Outcome, expected: Expected, allowed: Allowed) -> Verdict:
-    """A value case passes when dtype, shape, NaN and infinities match, every invariant holds and every finite
-    element lies near the exact value or near PyTorch's value in the dtype (conformance/tolerance.py)."""
-    want = f"{expected.dtype} of shape {expected.value.shape}"
+def check_form(outcome: Outcome, dtype: str, shape: tuple[int, ...]) -> Verdict | None:
+    """Why an outcome is no value of the specified form (it raised, or returned another type, dtype or shape);
+    None when it is a NumPy array of `dtype` and `shape`."""
+    want = f"{dtype} of shape {shape}"
     if outcome.error is not None:
         status = Status.ERROR if adapter_bug(outcome.error) else Status.FAILED
         return Verdict(status, f"raised on input the specification accepts: {_raised(outcome.error)}",
@@ -140,10 +140,20 @@ def check_value(outcome: Outcome, expected: Expected, allowed: Allowed) -> Verdi
         return Verdict(Status.FAILED, f"returned {type(got).__name__}, expected a numpy array ({want})",
                        expected=want, got=describe(got))
     got = np.asarray(got)
-    if str(got.dtype) != expected.dtype:
-        return Verdict(Status.FAILED, f"dtype {got.dtype}, expected {expected.dtype}", expected=want, got=describe(got))
-    if got.shape != expected.value.shape:
-        return Verdict(Status.FAILED, f"shape {got.shape}, expected {expected.value.shape}", expected=want, got=describe(got))
+    if str(got.dtype) != dtype:
+        return Verdict(Status.FAILED, f"dtype {got.dtype}, expected {dtype}", expected=want, got=describe(got))
+    if got.shape != shape:
+        return Verdict(Status.FAILED, f"shape {got.shape}, expected {shape}", expected=want, got=describe(got))
+    return None
+
+
+def check_value(outcome: Outcome, expected: Expected, allowed: Allowed) -> Verdict:
+    """A value case passes when dtype, shape, NaN and infinities match, every invariant holds and every finite
+    element lies near the exact value or near PyTorch's value in the dtype (conformance/tolerance.py)."""
+    unfit = check_form(outcome, expected.dtype, expected.value.shape)
+    if unfit is not None:
+        return unfit
+    want, got = f"{expected.dtype} of shape {expected.value.shape}", np.asarray(outcome.value)
     if got.size == 0:
         return Verdict(Status.PASSED, "empty result, as expected", expected=want, got=describe(got))
 

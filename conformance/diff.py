@@ -11,10 +11,7 @@ from typing import Any
 from tabulate import tabulate
 
 from .report import checked
-from .results import GATE_FAILURES, Status
-from .saved import ResultKey, key, number
-
-FAILING = {str(s) for s in GATE_FAILURES}
+from .results import GATE_FAILURES, Result, ResultKey, Run, Status, json_safe
 
 
 class Change(str, Enum):
@@ -46,8 +43,8 @@ class Drift:
 class Difference:
     change: Change
     key: ResultKey
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
+    old: Result | None
+    new: Result | None
 
 
 @dataclass(frozen=True)
@@ -60,23 +57,23 @@ class Diff:
         return any(d.change == Change.REGRESSION for d in self.differences)
 
 
-def _classify(old: dict[str, Any], new: dict[str, Any], drift: Drift) -> Change | None:
-    before, after = old["status"], new["status"]
-    if after in FAILING and before != after:
+def _classify(old: Result, new: Result, drift: Drift) -> Change | None:
+    before, after = old.status, new.status
+    if after in GATE_FAILURES and before != after:
         return Change.REGRESSION
-    if before in FAILING and after == str(Status.PASSED):
+    if before in GATE_FAILURES and after == Status.PASSED:
         return Change.FIX
     if before != after:
         return Change.CHANGED
-    if after == str(Status.PASSED) and drift.drifted(number(old["headroom"]), number(new["headroom"])):
+    if after == Status.PASSED and drift.drifted(old.headroom, new.headroom):
         return Change.DRIFT
     return None
 
 
-def compare(old: dict[str, Any], new: dict[str, Any], drift: Drift = Drift()) -> Diff:
-    """Every result whose standing changed between two report documents, in the new report's order."""
-    before = {key(r): r for r in old["results"]}
-    after = {key(r): r for r in new["results"]}
+def compare(old: Run, new: Run, drift: Drift = Drift()) -> Diff:
+    """Every result whose standing changed between two runs (`saved.load`), in the new run's order."""
+    before = {r.key: r for r in old.results}
+    after = {r.key: r for r in new.results}
     differences, unchanged = [], 0
     for k, result in after.items():
         if k not in before:
@@ -89,8 +86,8 @@ def compare(old: dict[str, Any], new: dict[str, Any], drift: Drift = Drift()) ->
     return Diff(differences, unchanged)
 
 
-def _headroom(result: dict[str, Any] | None) -> str:
-    value = None if result is None else number(result["headroom"])
+def _headroom(result: Result | None) -> str:
+    value = None if result is None else result.headroom
     return "" if value is None else f"{value:.3g}"
 
 
@@ -102,8 +99,8 @@ def _rows(diff: Diff) -> list[list[str]]:
     order = list(Change)
     return [[str(e.change), backend, case if wrt is None else f"{case} ({checked(wrt)})",
              dtype if layout == "c" else f"{dtype} {layout}",
-             "" if e.old is None else e.old["status"], "" if e.new is None else e.new["status"],
-             _headroom(e.old), _headroom(e.new), "" if e.new is None else e.new["message"]]
+             "" if e.old is None else str(e.old.status), "" if e.new is None else str(e.new.status),
+             _headroom(e.old), _headroom(e.new), "" if e.new is None else e.new.message]
             for e in sorted(diff.differences, key=lambda e: order.index(e.change))
             for backend, case, dtype, wrt, layout in [e.key]]
 
@@ -130,13 +127,18 @@ def render_markdown(diff: Diff) -> str:
     return f"{table}{_closing(diff)}"
 
 
+def _record(result: Result | None) -> dict[str, Any] | None:
+    """A result as the reports hold it."""
+    return None if result is None else json_safe(result.to_dict())
+
+
 def render_json(diff: Diff) -> str:
     """The changes for a machine: each with both results as the reports hold them, the counts, the verdict."""
     document = {
         "regressed": diff.regressed,
         "counts": counts(diff),
         "changes": [{"change": str(e.change), "backend": backend, "case_id": case, "dtype": dtype, "wrt": wrt,
-                     "layout": layout, "old": e.old, "new": e.new}
+                     "layout": layout, "old": _record(e.old), "new": _record(e.new)}
                     for e in diff.differences for backend, case, dtype, wrt, layout in [e.key]],
     }
     return json.dumps(document, indent=2, allow_nan=False) + "\n"

@@ -156,20 +156,20 @@ class Calls(Protocol):
     def close(self) -> None: ...
 
 
-Invoke = Callable[[Call], Execution]
-"""One backend call, answered before the next is made: how a property reaches its backend."""
+@dataclass(frozen=True)
+class Invoke:
+    """Calls to one backend, each answered before the next is made: how a property reaches its backend. Holds the
+    backend itself too, which judging what a call raised consults (its rejection rules)."""
 
+    calls: Calls
+    index: int  # the backend's number among those of `calls`
+    backend: Backend
 
-def invoker(calls: Calls, backend: int) -> Invoke:
-    """Calls to backend number `backend` of `calls`, one at a time."""
-
-    def invoke(request: Call) -> Execution:
-        calls.submit(0, backend, request)
-        return next(execution for _, execution in calls.drain())
-
-    return invoke
+    def __call__(self, request: Call) -> Execution:
+        self.calls.submit(0, self.index, request)
+        return next(execution for _, execution in self.calls.drain())
 
 
 def in_process(backend: Backend) -> Invoke:
     """Calls to `backend` in this process."""
-    return invoker(InProcess([backend]), 0)
+    return Invoke(InProcess([backend]), 0, backend)

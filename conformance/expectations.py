@@ -20,8 +20,8 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from .documents import VALIDATION_ERRORS, line_of, read_validated, schema_validator
 from .errors import ConfigError
-from .loader import VALIDATION_ERRORS, _line_of, read_validated, schema_validator
 from .results import EXPECTED, GATE_FAILURES, NOT_RUN, UNEXPECTED_PASS, BackendInfo, Result, Run, Status
 
 _VERSION = re.compile(r"\d+(?:\.\d+)+(?:[-+._]?[A-Za-z0-9]+)*")
@@ -133,7 +133,7 @@ def load(path: Path) -> Manifest:
     data, root = read_validated(path, schema_validator("expectations"))
     entries = []
     for index, raw in enumerate(data["expectations"]):
-        where = f"{path}:{_line_of(root, ['expectations', index])}"
+        where = f"{path}:{line_of(root, ['expectations', index])}"
         try:
             entries.append(_entry(raw, data["backend"], where))
         except VALIDATION_ERRORS as exc:  # a budget beyond any float, a pattern the regex engine refuses

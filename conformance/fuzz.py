@@ -20,13 +20,13 @@ from bce_reference import FLOAT_DTYPES, Rejected
 
 from .compare import Verdict
 from .errors import ConfigError
-from .execution import Invoke, in_process, invoker
+from .execution import Invoke, in_process
 from .isolation import Settings, calls_for
+from .probing import probe
 from .profiles import SETTINGS
 from .properties import Property, all_properties, not_checkable, specified
 from .registry import Entry
-from .results import BackendInfo, Result, Status
-from .runner import Run, probe
+from .results import BackendInfo, Result, Run, Status
 from .strategies import Sample
 
 DEFAULT_SEEDS = {"ci": 0, "nightly": None}  # nightly: a fresh seed, printed in the report
@@ -54,8 +54,9 @@ class _Counterexample(Exception):
     """Raised inside the hypothesis test so that it shrinks the sample."""
 
 
-HALTING = (Status.CRASHED, Status.TIMEOUT)
-"""Failures not worth shrinking: each try would cost a worker process, or the time limit."""
+HALTING = (Status.CRASHED, Status.TIMEOUT, Status.UNSUPPORTED)
+"""Verdicts not worth shrinking: each try would cost a worker process, or the time limit; or the backend lacks
+what the sample asks for, which no smaller sample changes (and which is no counterexample to save)."""
 
 
 @dataclass
@@ -170,7 +171,8 @@ def fuzz(entries: list[Entry], properties: list[Property], config: FuzzConfig, o
     try:
         for index, entry, info, prop, op, dtype in tqdm(work, desc="fuzz", unit="property", leave=False,
                                                         disable=None if progress is None else not progress):
-            _fuzz_one(run, invoker(calls, index), entry, info, prop, op, dtype, config, run_seed)
+            assert entry.backend is not None  # only available backends are fuzzed
+            _fuzz_one(run, Invoke(calls, index, entry.backend), entry, info, prop, op, dtype, config, run_seed)
     except KeyboardInterrupt:
         run.complete = False
     finally:
@@ -252,7 +254,7 @@ def _fuzz_one(run: Run, invoke: Invoke, entry: Entry, info: BackendInfo, prop: P
         return
     sample, verdict = state.failure
     saved = (save_counterexample(config.save_failures, prop, info.name, sample, verdict, run_seed)
-             if config.save_failures else None)
+             if config.save_failures and verdict.status != Status.UNSUPPORTED else None)
     note = f" (saved to {saved})" if saved else ""
     record(verdict.status, f"{verdict.message}{note}", source=str(saved or source),
            expected=verdict.expected, got=verdict.got, max_abs_error=verdict.max_abs_error,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -19,7 +19,7 @@ import jsonschema
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
 from .execution import shown
-from .results import BackendInfo, Result, Run, Shard, json_safe
+from .results import BackendInfo, Result, ResultKey, Run, Shard, json_safe
 
 FORMAT = "bce-conformance-results"
 VERSION = 1
@@ -49,8 +49,8 @@ class Journal:
 
     def begin(self, backends: list[BackendInfo]) -> None:
         self._write({"record": "run", "format": FORMAT, "version": VERSION, "command": self.command,
-                     "shard": None if self.shard is None else asdict(self.shard),
-                     "backends": [asdict(b) for b in backends]})
+                     "shard": None if self.shard is None else self.shard.to_dict(),
+                     "backends": [b.to_dict() for b in backends]})
 
     def add(self, seq: int, result: Result) -> None:
         self._write({"record": "result", "seq": seq, **result.to_dict()})
@@ -74,14 +74,6 @@ def _drop_partial_line(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with path.open("r+b") as file:
             file.truncate(data.rfind(b"\n") + 1)
-
-
-def _backend(data: dict[str, Any]) -> BackendInfo:
-    return BackendInfo(**{**data, **{key: tuple(data.get(key, ())) for key in ("dtypes", "gradients")}})
-
-
-def _shard(data: dict[str, Any] | None) -> Shard | None:
-    return None if data is None else Shard(**{**data, "cases": tuple(data["cases"]), "dtypes": tuple(data["dtypes"])})
 
 
 @cache
@@ -163,15 +155,15 @@ def read(path: Path) -> Run:
         raise ConfigError(f"{path}: cannot read results: {exc}") from None
     text = text[: text.rfind("\n") + 1]  # without the half-written line a killed runner may leave
     backends: dict[str, BackendInfo] = {}
-    results: dict[tuple[str, str, str, str | None, str], tuple[int, Result]] = {}
+    results: dict[ResultKey, tuple[int, Result]] = {}
     complete, command, shard = False, "", None
     for number, line in enumerate(text.split("\n")[:-1], 1):
         try:
             kind, record = _parse_record(line, number)
             if kind == "run":
-                backends.update((b["name"], _backend(b)) for b in record["backends"])
+                backends.update((b["name"], BackendInfo.from_dict(b)) for b in record["backends"])
                 complete, command = False, record.get("command", "")
-                shard = _shard(record.get("shard"))
+                shard = None if record.get("shard") is None else Shard.from_dict(record["shard"])
             elif kind == "result":
                 seq = record.pop("seq")
                 result = replace(Result.from_dict(record), rerun="")
@@ -187,7 +179,7 @@ def read(path: Path) -> Run:
                shard=shard)
 
 
-def previous(path: Path) -> dict[tuple[str, str, str, str | None, str], Result]:
+def previous(path: Path) -> dict[ResultKey, Result]:
     """The results `--resume` keeps, by key; none from a file without a whole line (a run stopped before it wrote
     its first record)."""
     try:

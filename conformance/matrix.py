@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .loader import read_validated, schema_validator
+from .documents import read_validated, schema_validator
 
 AREAS_FILE = Path(str(resources.files("conformance"))) / "data" / "matrix-areas.yaml"
 

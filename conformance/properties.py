@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import bce_reference
 from bce_reference import FORMATS, GRADIENT_OPS, OPS, Expected, Rejected
 
-from . import compare, tolerance
+from . import compare, judging, tolerance
 from .adapter import Backend, adapter_bug, supports_grad
 from .compare import Outcome, Verdict
 from .execution import Call, Invoke
@@ -50,19 +50,13 @@ def _grad_output(sample: Sample) -> np.ndarray:
     return np.ones(sample.loss_shape(), dtype=sample.tensors["target"].dtype)
 
 
-def perform(invoke: Invoke, sample: Sample) -> Outcome | Verdict:
-    """The backend's outcome on the sample: the loss, or the gradients by `sample.grad` ({name: array}).
-
-    A crash, a hang or a modified input is a verdict instead.
-    """
+def perform(invoke: Invoke, sample: Sample, check: judging.Check, reject: str | None = None) -> Verdict:
+    """Call the backend on the sample (the loss, or the gradients by `sample.grad`: {name: array}) and judge the
+    call as every call is judged (judging.judge): `check` compares the outcome; `reject` is the rule the
+    specification rejects the sample for."""
     tensors = {**sample.tensors, "grad_output": _grad_output(sample)} if sample.grad else dict(sample.tensors)
     execution = invoke(Call(sample.op, tensors, sample.reduction, sample.grad, sample.layout))
-    if execution.fault is not None:
-        return execution.fault
-    if execution.modified is not None:
-        return Verdict(Status.FAILED, f"modified its input {execution.modified!r}")
-    assert execution.outcome is not None
-    return execution.outcome
+    return judging.judge(execution, invoke.backend, check, reject)
 
 
 def specified(sample: Sample, method: str = "auto") -> dict[str, Expected]:
@@ -124,22 +118,22 @@ class MatchesReference:
         try:
             expected = specified(sample)
         except Rejected as rejection:
-            outcome = perform(invoke, sample)
-            if isinstance(outcome, Verdict):
-                return outcome
-            verdict = compare.check_rejection(outcome, rejection.kind)
+            rule = rejection.kind
+            verdict = perform(invoke, sample, lambda outcome: compare.check_rejection(outcome, rule, invoke.backend),
+                              rule)
             return None if verdict.status == Status.UNVERIFIED else verdict  # the rule is the cases' to judge
         if any(e.peak >= FORMATS[e.working_dtype].max for e in expected.values()):
             return None  # a term of the formula overflows the dtype: the order of evaluation decides the result
         allowed = admissible(sample, expected)
-        performed = perform(invoke, sample)
-        if isinstance(performed, Verdict):
-            return performed
-        for quantity, outcome in _quantities(performed, sample).items():
-            verdict = compare.check_value(outcome, expected[quantity], allowed[quantity])
-            if verdict.status != Status.PASSED:
-                return _labelled(verdict, f"d/d {quantity}") if sample.grad else verdict
-        return Verdict(Status.PASSED, "")
+
+        def check(performed: Outcome) -> Verdict:
+            for quantity, outcome in _quantities(performed, sample).items():
+                verdict = compare.check_value(outcome, expected[quantity], allowed[quantity])
+                if verdict.status != Status.PASSED:
+                    return _labelled(verdict, f"d/d {quantity}") if sample.grad else verdict
+            return Verdict(Status.PASSED, "")
+
+        return perform(invoke, sample, check)
 
     def witnesses(self, sample: Sample) -> list[Sample]:
         return [sample]
@@ -195,18 +189,22 @@ class Metamorphic:
             allowed = admissible(side, specified(side, method="fast"))
         except Rejected:
             return None  # outside the region: the specification rejects this side
-        performed = perform(invoke, side)
-        if isinstance(performed, Verdict):
-            return performed
-        values = {}
-        for quantity, outcome in _quantities(performed, side).items():
-            if outcome.error is not None:
-                status = Status.ERROR if adapter_bug(outcome.error) else Status.FAILED
-                return Verdict(status, f"the {name} side raised {type(outcome.error).__name__}: {outcome.error}")
-            value = outcome.value
-            if not isinstance(value, (np.ndarray, np.generic)) or str(np.asarray(value).dtype) not in FORMATS:
-                return Verdict(Status.FAILED, f"the {name} side returned {compare.describe(value)}")
-            values[quantity] = np.asarray(value)
+        values: dict[str, np.ndarray] = {}
+
+        def check(performed: Outcome) -> Verdict:
+            for quantity, outcome in _quantities(performed, side).items():
+                if outcome.error is not None:
+                    status = Status.ERROR if adapter_bug(outcome.error) else Status.FAILED
+                    return Verdict(status, f"the {name} side raised {type(outcome.error).__name__}: {outcome.error}")
+                value = outcome.value
+                if not isinstance(value, (np.ndarray, np.generic)) or str(np.asarray(value).dtype) not in FORMATS:
+                    return Verdict(Status.FAILED, f"the {name} side returned {compare.describe(value)}")
+                values[quantity] = np.asarray(value)
+            return Verdict(Status.PASSED, "")
+
+        verdict = perform(invoke, side, check)
+        if verdict.status != Status.PASSED:
+            return verdict
         return values, allowed
 
     def check(self, invoke: Invoke, sample: Sample) -> Verdict | None:

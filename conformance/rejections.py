@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapter import Rejected
-from .loader import read_validated, schema_validator
+from .documents import read_validated, schema_validator
 
 RULES_FILE = Path(str(resources.files("conformance"))) / "data" / "rejection-rules.yaml"
 

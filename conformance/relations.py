@@ -12,8 +12,8 @@ import numpy as np
 
 from bce_reference import FORMATS, REDUCTIONS, Format
 
+from .documents import read_validated, schema_validator
 from .dtypes import NUMPY_DTYPES
-from .loader import read_validated, schema_validator
 from .strategies import LN2, Sample
 
 RELATIONS_FILE = Path(str(resources.files("conformance"))) / "data" / "relations.yaml"

@@ -9,7 +9,6 @@ import re
 import shlex
 import sys
 from collections import Counter, defaultdict
-from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 from xml.etree import ElementTree as ET
@@ -32,6 +31,7 @@ from .results import (
 )
 
 FORMATS = ("table", "markdown", "json", "junit")
+FORMAT = "bce-conformance-report"
 REPORT_VERSION = 1
 STATUSES = tuple(Status)
 WRT_ORDER = (None, "input", "target", "weight", "pos_weight")
@@ -277,23 +277,36 @@ def environment() -> dict[str, Any]:
     }
 
 
-def render_json(run: Run) -> str:
+def document(run: Run, merged: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON report of a run (docs/report-format.md; `saved.load` reads it back into the run): its records,
+    and the totals and tables derived from them. The environment is the run's own where it was read back from a
+    report (`Run.environment`), else this machine's; `merged` lists the shards' reports a merged run came from."""
     selectors = {b.name: b.selector for b in run.backends}
-    document = {
-        "format": "bce-conformance-report",
+    data = {
+        "format": FORMAT,
         "version": REPORT_VERSION,
         "complete": run.complete,
-        "environment": {**environment(), "command": run.command, "seed": run.seed},
-        "backends": [asdict(b) for b in run.backends],
+        "environment": {**(run.environment or environment()), "command": run.command, "seed": run.seed},
+        "backends": [b.to_dict() for b in run.backends],
         "totals": {str(s): totals(run)[str(s)] for s in STATUSES},
         "expectations": expectation_counts(run),
         "summary": summary(run),
         "coverage": coverage_rows(run),
         "results": [{**r.to_dict(), "rerun": rerun_command(r, selectors.get(r.backend, r.backend), run.command)}
                     for r in run.results],
-        **({"shard": asdict(run.shard)} if run.shard is not None else {}),
+        **({"shard": run.shard.to_dict()} if run.shard is not None else {}),
+        **({"merged": merged} if merged is not None else {}),
     }
-    return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
+    return json_safe(data)
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """A report document as the file holds it."""
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def render_json(run: Run) -> str:
+    return dumps(document(run))
 
 
 def render_junit(run: Run) -> str:

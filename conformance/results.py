@@ -32,6 +32,10 @@ JUDGED = (Status.PASSED, Status.FAILED)
 """Statuses of results the specification judged: a backend's coverage is their share of its results."""
 
 
+ResultKey = tuple[str, str, str, str | None, str]
+"""What identifies a result within a run (`Result.key`): backend, case id, dtype, wrt, layout."""
+
+
 @dataclass(frozen=True)
 class Result:
     backend: str
@@ -57,7 +61,7 @@ class Result:
     matched: str = ""  # a compared pass: EXACT, or AS_SPECIFIED where only PyTorch's algorithm in the dtype admits it
 
     @property
-    def key(self) -> tuple[str, str, str, str | None, str]:
+    def key(self) -> ResultKey:
         """What identifies a result within a run."""
         return self.backend, self.case_id, self.dtype, self.wrt, self.layout
 
@@ -109,6 +113,14 @@ class BackendInfo:
     required: bool = False  # --require: being unavailable fails the run instead of skipping the backend
     stateful: bool = False  # the adapter's optional `stateful`: a result may depend on the calls before it
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackendInfo:
+        """The inverse of `to_dict` after a trip through JSON (lists for tuples); raises TypeError on unknown keys."""
+        return cls(**{**data, **{key: tuple(data.get(key, ())) for key in ("dtypes", "gradients")}})
+
     @property
     def selector(self) -> str:
         """The `--backend` argument that selects it again: its module:attr where it was loaded from one, else its name
@@ -125,6 +137,14 @@ class Shard:
     cases: tuple[str, ...]  # every selected case id, in run order
     dtypes: tuple[str, ...] = ()  # the --dtype selection (empty: every dtype of each case)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Shard:
+        """The inverse of `to_dict` after a trip through JSON (lists for tuples)."""
+        return cls(**{**data, "cases": tuple(data["cases"]), "dtypes": tuple(data["dtypes"])})
+
 
 @dataclass
 class Run:
@@ -134,3 +154,4 @@ class Run:
     command: str = ""  # the command line that produced it
     seed: int | None = None  # the hypothesis seed of a fuzz run
     shard: Shard | None = None
+    environment: dict[str, Any] = field(default_factory=dict)  # the machine a saved report was made on ({}: this one)

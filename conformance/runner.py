@@ -6,9 +6,8 @@ journal, and returned in a fixed order, so that two runs on the same inputs give
 """
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Iterable, Mapping, Sequence
 
@@ -17,34 +16,21 @@ from tqdm import tqdm
 import bce_reference
 from bce_reference import Expected, Rejected
 
-from . import compare, derivatives, rejections, tolerance
-from .adapter import (
-    DERIVATIVES,
-    GRADIENT_METHODS,
-    Backend,
-    Unsupported,
-    lacking,
-    missing_features,
-    needed_features,
-    supports,
-    supports_grad,
-)
+from . import compare, derivatives, judging, tolerance
+from .adapter import DERIVATIVES, Backend, lacking, missing_features, needed_features, supports
 from .cache import Cache
 from .case import Case
 from .compare import Verdict
 from .dtypes import is_float
-from .execution import Call, Execution, describe
+from .execution import Call, Execution
 from .inputs import Inputs, layout_applies, materialize
 from .isolation import Settings, calls_for
-from .isolation import probe as isolation_probe
 from .journal import Journal
+from .probing import probe
 from .registry import Entry
-from .results import BackendInfo, Result, Run, Status
+from .results import BackendInfo, Result, ResultKey, Run, Status
 
-__all__ = ["WARNING_STORM", "BackendInfo", "Run", "Settings", "inspect", "run"]
-
-WARNING_STORM = 100
-"""More warnings than this from one call fail the case: a backend that warns per element is misbehaving."""
+__all__ = ["BackendInfo", "Run", "Settings", "run"]
 
 IN_FLIGHT = 2048
 """The most calls waiting for their answer: when the workers fall behind (a warm reference cache makes the runner
@@ -60,42 +46,6 @@ class _Specified:
     allowed: tolerance.Allowed | None = None
     reject: str | None = None
     error: str | None = None
-
-
-def _inspect(entry: Entry) -> BackendInfo:
-    if entry.backend is None:
-        return BackendInfo(entry.name, entry.origin, False, entry.load_error)
-    backend = entry.backend
-    try:
-        device = str(getattr(backend, "device", ""))  # optional: where it computes
-        availability = backend.availability()
-        version = str(backend.version()) if availability.available else ""  # a number, say, becomes its text
-        dtypes = tuple(sorted(backend.dtypes))
-        available, reason = bool(availability.available), str(availability.reason)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # an adapter whose probe breaks (sys.exit, even) is unavailable, with the reason
-        return BackendInfo(entry.name, entry.origin, False, f"availability check raised {describe(exc)}")
-    gradients = tuple(op for op in GRADIENT_METHODS if supports_grad(backend, op))
-    return BackendInfo(entry.name, entry.origin, available, reason, version, dtypes, gradients, device,
-                       stateful=bool(getattr(backend, "stateful", False)))
-
-
-def inspect(entries: Iterable[Entry]) -> list[BackendInfo]:
-    return [_inspect(entry) for entry in entries]
-
-
-def probe(entries: Iterable[Entry], isolation: Settings | None = None) -> tuple[list[BackendInfo], list[str]]:
-    """`inspect` (in a child process under `isolation`, so that a probe that exits or crashes costs its backend
-    only), and the top-level modules that probing imported (torch, say): worth importing once for all worker
-    processes (`isolation.Workers`'s `preload`)."""
-    if isolation is not None:
-        infos, imported = isolation_probe(list(entries), _inspect, isolation.timeout)
-        return infos, sorted(imported)
-    modules = set(sys.modules)
-    infos = inspect(entries)
-    return infos, [name for name in set(sys.modules) - modules
-                   if "." not in name and getattr(sys.modules[name], "__file__", None)]
 
 
 def _specify(case: Case, inputs: Inputs, dtype: str) -> dict[str | None, _Specified]:
@@ -156,46 +106,18 @@ def _build(case: Case, dtype: str, cache: Cache | None = None) -> tuple[Inputs |
                                    keep=lambda specs: all(spec.error is None for spec in specs.values()))
 
 
-def _unsupported(backend: Backend, error: BaseException | None, spec: _Specified) -> Verdict | None:
-    """`Unsupported` raised by the adapter, or a NotImplementedError it does not map to a rejection rule."""
-    if isinstance(error, Unsupported) or (isinstance(error, NotImplementedError)
-                                          and rejections.identify(backend, error).rule is None):
-        return Verdict(Status.UNSUPPORTED, f"{type(error).__name__}: {error}".rstrip(": "),
-                       expected=compare.expected_rejection(spec.reject))
-    return None
+def _verdict(spec: _Specified, execution: Execution, wrt: str | None, backend: Backend) -> Verdict:
+    """The judgement (judging.judge) of a call against what the specification says of one of its results."""
 
-
-def _judge(spec: _Specified, execution: Execution, wrt: str | None, backend: Backend) -> Verdict:
-    if execution.fault is not None:
-        return execution.fault
-    assert execution.outcome is not None
-    unsupported = _unsupported(backend, execution.outcome.error, spec)
-    if unsupported is not None:
-        return unsupported
-    if execution.modified is not None:
-        verdict = Verdict(Status.FAILED, f"modified its input {execution.modified!r}")
-    elif spec.reject is not None:
-        verdict = compare.check_rejection(execution.outcome, spec.reject, backend)
-    else:
+    def check(outcome: compare.Outcome) -> Verdict:
+        if spec.reject is not None:
+            return compare.check_rejection(outcome, spec.reject, backend)
         assert spec.expected is not None and spec.allowed is not None
         if wrt is None:
-            verdict = compare.check_value(execution.outcome, spec.expected, spec.allowed)
-        else:
-            verdict = compare.check_gradient(execution.outcome, wrt, spec.expected, spec.allowed)
-    if execution.warnings > WARNING_STORM:
-        storm = f"emitted {execution.warnings} warnings in one call (first: {execution.first_warning})"
-        if verdict.status == Status.PASSED:
-            return replace(verdict, status=Status.FAILED, message=storm)
-        return replace(verdict, message=f"{verdict.message}; {storm}")
-    return verdict
+            return compare.check_value(outcome, spec.expected, spec.allowed)
+        return compare.check_gradient(outcome, wrt, spec.expected, spec.allowed)
 
-
-def _verdict(spec: _Specified, execution: Execution, wrt: str | None, backend: Backend) -> Verdict:
-    """The judgement, whatever the backend sent back: a value no check foresaw is an error, never a traceback."""
-    try:
-        return _judge(spec, execution, wrt, backend)
-    except Exception as exc:
-        return Verdict(Status.ERROR, f"the harness could not judge what the backend returned: {describe(exc)}")
+    return judging.judge(execution, backend, check, spec.reject)
 
 
 def _record(backend: str, case: Case, dtype: str, verdict: Verdict, seconds: float = 0.0,
@@ -232,7 +154,7 @@ def run(
     progress: bool | None = None,
     *,
     isolation: Settings | None = Settings(),
-    previous: Mapping[tuple[str, str, str, str | None, str], Result] | None = None,
+    previous: Mapping[ResultKey, Result] | None = None,
     journal: Journal | None = None,
     cache: Cache | None = None,
     layouts: Sequence[str] | None = None,

@@ -1,39 +1,48 @@
-"""Read back a saved report (`--format json`, checked against its schema) or a results file (.jsonl) as a report
-document, for `diff` and `merge`. Results stay dictionaries, so keys the schema declares travel as they are."""
+"""Read back a saved report: a JSON report (`report.document` writes it; checked against its schema) or a results
+file (.jsonl, `journal.read`), as the `Run` it records, for `diff` and `merge`."""
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from jsonschema.exceptions import best_match
 
 from . import journal, report
+from .documents import VALIDATION_ERRORS, schema_validator
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
-from .loader import VALIDATION_ERRORS, schema_validator
-
-ResultKey = tuple[str, str, str, "str | None", str]
+from .results import BackendInfo, Result, Run, Shard
 
 
-def load(path: Path) -> dict[str, Any]:
-    """The report document in `path`: a JSON report, or a results file rendered as one. Every field is checked
-    (schema, and dtypes this harness knows); results lose their `rerun`, since the harness prints only the
-    commands it builds."""
+def decode(data: dict[str, Any]) -> Run:
+    """The run a valid report document records (the inverse of `report.document`), its environment included.
+    Results lose their `rerun`: the harness prints only the commands it builds."""
+    environment = data["environment"]
+    return Run(backends=[BackendInfo.from_dict(b) for b in data["backends"]],
+               results=[replace(Result.from_dict(r), rerun="") for r in data["results"]],
+               complete=data["complete"], command=environment.get("command", ""), seed=environment.get("seed"),
+               shard=Shard.from_dict(data["shard"]) if "shard" in data else None,
+               environment={k: v for k, v in environment.items() if k not in ("command", "seed")})
+
+
+def document(path: Path) -> dict[str, Any]:
+    """The report document in `path`: a JSON report, every field checked (schema, and dtypes this harness knows),
+    or a results file rendered as one."""
     if path.suffix == ".jsonl":
-        return json.loads(report.render_json(journal.read(path)))
+        return report.document(journal.read(path))
     try:
-        document = journal.parse_json(path.read_text(encoding="utf-8"))
+        data = journal.parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read report: {exc}") from None
     except ValueError as exc:
         raise ConfigError(f"{path}: not JSON: {exc}") from None
     try:
-        error = best_match(schema_validator("report").iter_errors(document))
+        error = best_match(schema_validator("report").iter_errors(data))
     except VALIDATION_ERRORS as exc:
         raise ConfigError(f"{path}: cannot be validated: {type(exc).__name__}") from None
     if error is None:
-        dtypes = [r["dtype"] for r in document["results"]] + [d for b in document["backends"] for d in b["dtypes"]]
+        dtypes = [r["dtype"] for r in data["results"]] + [d for b in data["backends"] for d in b["dtypes"]]
         unknown = next((d for d in dtypes if d not in NUMPY_DTYPES), None)
         message, where = (f"unknown dtype {unknown!r}", "") if unknown is not None else ("", "")
     else:
@@ -42,16 +51,11 @@ def load(path: Path) -> dict[str, Any]:
     if message:
         raise ConfigError(f"{path}: not a bce-conformance report of version {report.REPORT_VERSION} "
                           f"({message}{where})")
-    for result in document["results"]:
-        result["rerun"] = ""
-    return document
+    return data
 
 
-def key(result: dict[str, Any]) -> ResultKey:
-    """What identifies a result within a run (as `Result.key`)."""
-    return result["backend"], result["case_id"], result["dtype"], result["wrt"], result.get("layout", "c")
-
-
-def number(value: Any) -> float | None:
-    """A number of a report, where non-finite ones are the strings 'nan', 'inf', '-inf'."""
-    return None if value is None else float(value)
+def load(path: Path) -> Run:
+    """The run a saved report or results file records; a results file's environment is this machine's."""
+    if path.suffix == ".jsonl":
+        return replace(journal.read(path), environment=report.environment())
+    return decode(document(path))

@@ -8,21 +8,19 @@ unsharded order.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import report
 from .case import Case
 from .errors import ConfigError
-from .report import REPORT_VERSION, STATUSES, coverage_rows, expectation_counts, rerun_command, summary
-from .results import BackendInfo, Result, Run, Shard, json_safe
+from .report import rerun_command
+from .results import BackendInfo, Result, Run, Shard
 from .saved import load
 
 _SPEC = re.compile(r"([1-9]\d*)/([1-9]\d*)")
-_RESULT_FIELDS = {f.name for f in fields(Result)}
-_BACKEND_FIELDS = {f.name for f in fields(BackendInfo)}
 
 
 def parse(text: str) -> tuple[int, int]:
@@ -44,79 +42,74 @@ def split(cases: list[Case], index: int, count: int, dtypes: list[str] | None) -
     return [c for c in cases if owner(c.id, count) == index], shard
 
 
-def _identity(backend: dict[str, Any]) -> tuple[Any, ...]:
-    return backend["name"], backend["available"], backend["version"], backend["device"]
+def _identity(backend: BackendInfo) -> tuple[Any, ...]:
+    return backend.name, backend.available, backend.version, backend.device
 
 
-def _check(documents: list[tuple[Path, dict[str, Any]]]) -> None:
-    """Refuse shards that do not make one run, with one line naming the file."""
-    first_path, first = documents[0]
+def _check(runs: list[tuple[Path, Run]]) -> list[Shard]:
+    """Refuse shards that do not make one run, with one line naming the file; each file's shard, in order."""
+    first_path, first = runs[0]
     seen: dict[int, Path] = {}
-    for path, document in documents:
-        shard = document.get("shard")
+    found: list[Shard] = []
+    for path, run in runs:
+        shard = run.shard
         if shard is None:
             raise ConfigError(f"{path}: not the report of a shard (run --shard K/N)")
-        if document["environment"]["harness"] != first["environment"]["harness"]:
-            raise ConfigError(f"{path}: harness {document['environment']['harness']}, but {first_path} is from "
-                              f"{first['environment']['harness']}: reports of different suite versions do not merge")
-        if shard["count"] != first["shard"]["count"]:
-            raise ConfigError(f"{path}: shard {shard['index']}/{shard['count']}, but {first_path} is one of "
-                              f"{first['shard']['count']} shards")
-        if (shard["cases"], shard["dtypes"]) != (first["shard"]["cases"], first["shard"]["dtypes"]):
+        whole = found[0] if found else shard
+        harness, first_harness = run.environment.get("harness"), first.environment.get("harness")
+        if harness != first_harness:
+            raise ConfigError(f"{path}: harness {harness}, but {first_path} is from {first_harness}: reports of "
+                              f"different suite versions do not merge")
+        if shard.count != whole.count:
+            raise ConfigError(f"{path}: shard {shard.index}/{shard.count}, but {first_path} is one of "
+                              f"{whole.count} shards")
+        if (shard.cases, shard.dtypes) != (whole.cases, whole.dtypes):
             raise ConfigError(f"{path}: a shard of another selection of cases or dtypes than {first_path}")
-        if [_identity(b) for b in document["backends"]] != [_identity(b) for b in first["backends"]]:
+        if [_identity(b) for b in run.backends] != [_identity(b) for b in first.backends]:
             raise ConfigError(f"{path}: its backends (name, availability, version, device) differ from {first_path}'s")
-        if shard["index"] in seen:
-            raise ConfigError(f"{path}: shard {shard['index']}/{shard['count']} again (also {seen[shard['index']]})")
-        seen[shard["index"]] = path
-    count = first["shard"]["count"]
+        if shard.index in seen:
+            raise ConfigError(f"{path}: shard {shard.index}/{shard.count} again (also {seen[shard.index]})")
+        seen[shard.index] = path
+        found.append(shard)
+    count = found[0].count
     missing = [f"{k}/{count}" for k in range(1, count + 1) if k not in seen]
     if missing:
         raise ConfigError(f"shard {', '.join(missing)} missing: merge needs every shard of the run")
+    return found
 
 
 @dataclass(frozen=True)
 class Merged:
-    document: dict[str, Any]  # the report of the whole run; results as the shards wrote them, every declared key kept
+    document: dict[str, Any]  # the report of the whole run (report.document), listing the shards' reports
     run: Run  # the same run as records, for the tables and the exit status
     dtypes: tuple[str, ...]  # the shards' --dtype selection (empty: every dtype of each case)
 
 
 def merge(paths: list[Path], command: str) -> Merged:
-    """The shards' reports as the report of the whole run, made by `command`."""
-    documents = [(path, load(path)) for path in paths]
-    _check(documents)
-    first = documents[0][1]
-    position = {case_id: i for i, case_id in enumerate(first["shard"]["cases"])}
-    ordered: list[tuple[int, int, dict[str, Any]]] = []
-    for path, document in documents:
-        for local, result in enumerate(document["results"]):
-            if result["case_id"] not in position:
-                raise ConfigError(f"{path}: result of case {result['case_id']!r}, which the shard's selection lacks")
-            ordered.append((position[result["case_id"]], local, result))
-    results = [result for *_, result in sorted(ordered, key=lambda item: item[:2])]
-    backends = [BackendInfo(**{**{k: v for k, v in b.items() if k in _BACKEND_FIELDS},
-                               "dtypes": tuple(b["dtypes"]), "gradients": tuple(b["gradients"]),
-                               "required": any(d["backends"][i]["required"] for _, d in documents)})
-                for i, b in enumerate(first["backends"])]
-    run = Run(backends=backends, complete=all(d["complete"] for _, d in documents), command=command,
-              results=[Result.from_dict({k: v for k, v in r.items() if k in _RESULT_FIELDS}) for r in results])
-    counts = {str(s): sum(r["status"] == str(s) for r in results) for s in STATUSES}
-    selectors = {b.name: b.selector for b in backends}  # the reruns, as the report of the whole run gives them
-    document = {
-        "format": first["format"], "version": REPORT_VERSION, "complete": run.complete,
-        "environment": {**first["environment"], "command": command},
-        "backends": [{**b, "required": backend.required} for b, backend in zip(first["backends"], backends)],
-        "totals": counts, "expectations": expectation_counts(run), "summary": json_safe(summary(run)),
-        "results": json_safe([{**r.to_dict(), "rerun": rerun_command(r, selectors.get(r.backend, r.backend),
-                                                                     first["environment"].get("command", ""))}
-                              for r in run.results]),
-        "coverage": coverage_rows(run),
-        "merged": [{"file": str(path), "shard": d["shard"]["index"], "environment": d["environment"]}
-                   for path, d in documents],
-    }
-    return Merged(document, run, tuple(first["shard"]["dtypes"]))
+    """The shards' reports (or results files) as the report of the whole run, made by `command`."""
+    runs = [(path, load(path)) for path in paths]
+    shards = _check(runs)
+    first, selection = runs[0][1], shards[0]
+    position = {case_id: i for i, case_id in enumerate(selection.cases)}
+    selectors = {b.name: b.selector for b in first.backends}
+    ordered: list[tuple[int, int, Result]] = []
+    for path, run in runs:
+        for local, result in enumerate(run.results):
+            if result.case_id not in position:
+                raise ConfigError(f"{path}: result of case {result.case_id!r}, which the shard's selection lacks")
+            # the command that reruns it is the one that ran it: the shards' options, not merge's
+            rerun = rerun_command(result, selectors.get(result.backend, result.backend), first.command)
+            ordered.append((position[result.case_id], local, replace(result, rerun=rerun)))
+    backends = [replace(b, required=any(run.backends[i].required for _, run in runs))
+                for i, b in enumerate(first.backends)]
+    whole = Run(backends=backends, results=[result for *_, result in sorted(ordered, key=lambda item: item[:2])],
+                complete=all(run.complete for _, run in runs), command=command, seed=first.seed,
+                environment=first.environment)
+    merged = [{"file": str(path), "shard": shard.index,
+               "environment": {**run.environment, "command": run.command, "seed": run.seed}}
+              for (path, run), shard in zip(runs, shards)]
+    return Merged(report.document(whole, merged), whole, selection.dtypes)
 
 
 def render(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+    return report.dumps(document)

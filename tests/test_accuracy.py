@@ -254,8 +254,8 @@ class _Fails(AccurateLogits):
 
 
 @pytest.mark.parametrize("failure, message", [
-    ("raise", "raised RuntimeError: device lost"),
-    ("dtype", "returned float64 array of shape (200,), expected float32 of shape (200,)"),
+    ("raise", "failed: raised on input the specification accepts: RuntimeError: device lost"),
+    ("dtype", "failed: dtype float64, expected float32"),
     ("interrupt", "interrupted after 300 of 1,000 points"),
 ])
 def test_a_failing_backend_keeps_what_was_measured(regions, monkeypatch, failure, message):

@@ -10,6 +10,8 @@ import yaml
 
 from conformance import expectations, journal
 from conformance.cli import main
+from conformance.documents import schema_validator
+from conformance.dtypes import NUMPY_DTYPES
 from conformance.results import BackendInfo, Result, Run, Status
 
 MUTANT = ["--backend", "tests.mutants:ClampAt50"]
@@ -232,3 +234,15 @@ def test_the_example_adapter_manifest_lists_shipped_cases(shipped_cases):
     for entry in manifest.entries:
         assert not any(raw in entry.reason for raw in ("elements differ", "accepted input")), entry.source  # explained
         assert any(entry.selects("jax", *check) for check in checks), entry.source
+
+
+def test_a_manifest_written_for_integer_and_bool_cases_loads_back(tmp_path):
+    """A rejection case of integer or bool tensors has results in that dtype: the manifest written for their
+    failures lists the dtype, and its schema takes every dtype a case may ask for."""
+    backend = BackendInfo("b", "built-in", True)
+    failures = [Result("b", f"reject-{dtype}", "bce", dtype, Status.FAILED, "accepted it", "x.yaml:1")
+                for dtype in NUMPY_DTYPES]
+    manifest = expectations.write(tmp_path / "m.yaml", Run([backend], failures))
+    assert [e.dtypes for e in manifest.entries] == [(dtype,) for dtype in NUMPY_DTYPES]
+    case_dtypes = schema_validator("case-file").schema["$defs"]["dtype"]["enum"]
+    assert schema_validator("expectations").schema["$defs"]["dtype"]["enum"] == case_dtypes == list(NUMPY_DTYPES)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import expectations, matrix, named, registry, rejections, runner
+from conformance import expectations, matrix, named, probing, registry, rejections
 from conformance.backends import keras_backend, tensorflow_backend, tinygrad_backend
 from conformance.cli import main
 
@@ -25,7 +25,7 @@ def test_a_framework_backend_without_its_library_says_which(name, modules):
     missing = next((m for m in modules if importlib.util.find_spec(m) is None), None)
     if missing is None:
         pytest.skip(f"{', '.join(modules)} installed here")
-    (info,) = runner.inspect(registry.select([name]))
+    (info,) = probing.inspect(registry.select([name]))
     assert not info.available and info.reason == f"{missing} is not installed"
 
 

@@ -285,11 +285,14 @@ def test_a_crash_is_not_shrunk():
     """After a crash or a hang no more calls are made: each would cost a worker process or the time limit."""
     made = []
 
-    def invoke(request):
-        made.append(request)
-        return Execution(fault=Verdict(Status.CRASHED, "the worker process died (SIGSEGV)"))
+    class Crashing:
+        backend = NumpyBackend()
 
-    state = _explore(invoke, PROPERTY, "bce", "float32", FuzzConfig(examples=100, seed=0), 0)
+        def __call__(self, request):
+            made.append(request)
+            return Execution(fault=Verdict(Status.CRASHED, "the worker process died (SIGSEGV)"))
+
+    state = _explore(Crashing(), PROPERTY, "bce", "float32", FuzzConfig(examples=100, seed=0), 0)
     assert len(made) == 1 and state.calls == 1 and state.halted
     assert state.failure is not None and state.failure[1].status == Status.CRASHED
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -11,12 +10,14 @@ from tqdm import tqdm
 
 from bce_reference import sweep as exact_sweep
 
-from ..adapter import Backend, adapter_bug, call
-from ..compare import _raised, describe
-from ..dtypes import NUMPY_DTYPES
+from .. import judging
+from ..adapter import Backend
+from ..compare import Verdict, check_form
 from ..errors import ConfigError
+from ..execution import Call, execute
+from ..probing import inspect
 from ..registry import Entry
-from ..runner import inspect
+from ..results import Status
 from .metrics import AgreementAccumulator, RowAccumulator, truth, ulp_errors
 from .records import REFERENCE, Atlas, Swept
 from .regions import Region
@@ -28,21 +29,16 @@ that dies loses little."""
 
 
 def evaluate(backend: Backend, op: str, tensors: dict[str, np.ndarray], dtype: str) -> tuple[np.ndarray | None, float, str]:
-    """Call one op element-wise (reduction 'none') on copies of `tensors`: (result, seconds, why it is unusable)."""
-    copies = {name: array.copy() for name, array in tensors.items()}
-    start = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            got = call(backend, op, copies, "none")
-    except Exception as exc:
-        kind = "adapter bug: " if adapter_bug(exc) else ""
-        return None, time.perf_counter() - start, f"{kind}raised {_raised(exc)}"
-    seconds = time.perf_counter() - start
+    """Call one op element-wise (reduction 'none') on copies of `tensors`, judged as every backend call is
+    (judging.judge): (result, seconds, why it is unusable: the verdict's line where it is no array of the dtype
+    and shape)."""
     shape = tensors["input"].shape
-    if not isinstance(got, np.ndarray) or got.dtype != NUMPY_DTYPES[dtype] or got.shape != shape:
-        return None, seconds, f"returned {describe(got)}, expected {dtype} of shape {shape}"
-    return got, seconds, ""
+    execution = execute(backend, Call(op, tensors, "none"))
+    verdict = judging.judge(execution, backend,
+                            lambda outcome: check_form(outcome, dtype, shape) or Verdict(Status.PASSED, ""))
+    if verdict.status != Status.PASSED or execution.outcome is None:
+        return None, execution.seconds, judging.line(verdict.status, verdict.message)
+    return np.asarray(execution.outcome.value), execution.seconds, ""
 
 
 def _tensors(sample: Sample) -> dict[str, np.ndarray]:

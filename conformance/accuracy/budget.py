@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from .documents import read, shipped, where
+from ..documents import read, shipped, where
 from .records import Row
 
 SELECTORS = ("backend", "op", "dtype", "region")
@@ -67,7 +67,7 @@ class Budget:
 
 
 def load_budget(path: Path) -> Budget:
-    data, root = read(path, "accuracy-budget.schema.json", "budget file")
+    data, root = read(path, "accuracy-budget", "budget file")
     rules = tuple(
         Rule(Selector.parse(raw), {name: float(raw[name]) for name in LIMITS if name in raw}, raw["reason"],
              where(path, root, "budgets", index))

@@ -15,8 +15,8 @@ from bce_reference import sweep as exact_sweep
 
 from ..adapter import Backend
 from ..dtypes import NUMPY_DTYPES
+from ..probing import inspect
 from ..registry import Entry
-from ..runner import inspect
 from .atlas import evaluate
 from .sampling import from_ordinal, ordinal
 

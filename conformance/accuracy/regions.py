@@ -8,8 +8,8 @@ from typing import Any, Iterable
 
 from bce_reference import FLOAT_DTYPES
 
+from ..documents import read, shipped, where
 from ..errors import ConfigError
-from .documents import read, shipped, where
 
 Span = tuple[float, float]
 DEFAULT_POINTS = 1 << 20
@@ -81,7 +81,7 @@ def _to_region(raw: dict[str, Any], where: str) -> Region:
 def load_regions(path: Path | None = None) -> list[Region]:
     """Every region of a regions file (default: the shipped one); ids must be unique."""
     path = path or shipped("accuracy-regions.yaml")
-    data, root = read(path, "accuracy-regions.schema.json", "regions file")
+    data, root = read(path, "accuracy-regions", "regions file")
     defaults = data.get("defaults", {})
     regions: list[Region] = []
     seen: dict[str, str] = {}

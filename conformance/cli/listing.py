@@ -5,7 +5,7 @@ import argparse
 
 from tabulate import tabulate
 
-from .. import options, registry, runner
+from .. import options, probing, registry
 from ..case import Case
 from ..gates import EXIT_OK
 from ..isolation import Settings
@@ -17,7 +17,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     entries = registry.select(args.backend) if args.backend else registry.known()
     rows = [[b.name, "available" if b.available else "unavailable", b.version or b.reason, ", ".join(b.dtypes),
              ", ".join(b.gradients) if b.available else "", b.origin]
-            for b in runner.probe(entries, Settings())[0]]
+            for b in probing.probe(entries, Settings())[0]]
     print(printable(tabulate(rows, headers=["backend", "status", "version / reason", "dtypes", "gradients", "from"])))
     return EXIT_OK
 

@@ -16,7 +16,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Run every available backend (or read --from reports) and write the matrix as Markdown and HTML."""
     areas = matrix.load_areas()
     if args.sources:
-        documents = [saved.load(path) for path in args.sources]
+        documents = [saved.document(path) for path in args.sources]
     else:
         values = options.Values.of_namespace(args)
         run = runner.run(load_cases(args.cases), values.entries(), progress=args.progress, isolation=values.isolation())
