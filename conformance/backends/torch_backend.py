@@ -117,6 +117,15 @@ class TorchBackend:
         return self._autograd(lambda **t: F.binary_cross_entropy_with_logits(**t, reduction=reduction), tensors,
                               grad_output, wrt)
 
+    def sigmoid_bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                         grad_output: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Autograd of BCELoss of torch.sigmoid: through sigmoid's own backward."""
+        import torch
+        import torch.nn.functional as F
+
+        return self._autograd(lambda input, **t: F.binary_cross_entropy(torch.sigmoid(input), **t, reduction=reduction),
+                              {"input": input, "target": target, "weight": weight}, grad_output, wrt)
+
     def _double_backward(self, loss: Callable[..., Any], tensors: Mapping[str, np.ndarray | None],
                          grad_output: np.ndarray, tangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The gradient by each tensor of `wrt` of <d loss / d input (with grad_output), tangent>: double backward."""
@@ -148,8 +157,7 @@ class TorchBackend:
             def along(moving: Any, name: str = name) -> Any:
                 return loss(**{**primals, name: moving})
 
-            _, derivative = jvp(along, (primals[name],), (direction,))
-            results[name] = self._array(derivative)
+            results[name] = self._array(jvp(along, (primals[name],), (direction,))[1])  # (value, derivative)
         return results
 
     def bce_grad2(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,

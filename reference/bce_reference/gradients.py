@@ -4,6 +4,15 @@ A gradient is the vector-Jacobian product of the loss with `grad_output`: the el
 derivative (`exact` or `fast` kernels), times grad_output (broadcast from a reduction's 0-d
 value), times the weight, divided by N for reduction='mean'; one correct rounding into the dtype
 of the tensor it belongs to.
+
+`sigmoid_bce` is BCELoss of the sigmoid, as autograd differentiates `binary_cross_entropy(sigmoid(x), y)`:
+p = sigmoid(x) correctly rounded to x's dtype (as for the loss), BCELoss's gradient by p (its eps floor
+included), then sigmoid's backward, which multiplies by p (1 - p) computed from its output p
+(`sigmoid_backward` in https://github.com/pytorch/pytorch/blob/main/tools/autograd/derivatives.yaml).
+So d/dx is p - y where p (1 - p) exceeds the floor, (p - y) p (1 - p) / eps below it, and 0 where p
+rounds to 1 (or NaN where eps rounds to 0 too, as in float16); d/dy is BCELoss's, -logit(p). The
+backend's own sigmoid may err by a few ulps (SIGMOID_ULPS): S's term magnitudes carry its first-order
+effect, and the sign invariants leave out the band where it could flip the sign.
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ from .formats import FORMATS, Format
 from .losses import (
     EXACT_LIMIT,
     Expected,
+    _sigmoid,
     as_specified,
     broadcast_column,
     exact_map,
@@ -32,19 +42,32 @@ from .spec import (
     check_differentiable,
 )
 
-GRADIENT_OPS = ("bce", "bce_with_logits")
+GRADIENT_OPS = ("bce", "bce_with_logits", "sigmoid_bce")
+
+SIGMOID_ULPS = 4
+"""The error, in ulps of its output, that a backend's own sigmoid may have (docs/tolerances.md)."""
 
 SIGN_RULES = {
     ("bce", "input"): "d/dp has the sign of (p - y) g w",
     ("bce", "target"): "d/dy has the sign of (1/2 - p) g w",
     ("bce_with_logits", "input"): "d/dx has the sign of (sigmoid(x) - y) g w where y = 0, or y = 1 without pos_weight",
     ("bce_with_logits", "target"): "d/dy has the sign of -x g w without pos_weight",
+    ("sigmoid_bce", "input"): f"d/dx has the sign of (sigmoid(x) - y) g w where y is 0 or 1, or sigmoid(x) is more "
+                              f"than {SIGMOID_ULPS} ulps from y",
+    ("sigmoid_bce", "target"): f"d/dy has the sign of (1/2 - sigmoid(x)) g w where sigmoid(x) is more than "
+                               f"{SIGMOID_ULPS} ulps from 1/2",
 }
 """The gradient-sign invariants, each with its region: there every step of PyTorch's algorithm keeps the sign."""
 
 
-def _sign_region(op: str, name: str, y: np.ndarray, pw: np.ndarray | None) -> np.ndarray:
-    """Where SIGN_RULES[(op, name)] applies, per element."""
+def _sign_region(op: str, name: str, y: np.ndarray, pw: np.ndarray | None, p: np.ndarray, fmt: Format
+                 ) -> np.ndarray:
+    """Where SIGN_RULES[(op, name)] applies, per element (`p`: sigmoid_bce's rounded sigmoid, in `fmt`)."""
+    if op == "sigmoid_bce":
+        band = SIGMOID_ULPS * fmt.spacing(p)
+        if name == "target":
+            return np.abs(p - 0.5) > band
+        return (y == 0) | (y == 1) | (np.abs(p - y) > band)
     if op == "bce" or (name == "target" and pw is None):
         return np.ones(y.shape, dtype=bool)
     if name == "target":
@@ -86,10 +109,18 @@ def gradients(
     """
     x, y = tensors["input"], tensors["target"]
     weight, pos_weight = tensors.get("weight"), tensors.get("pos_weight")
+    if method == "auto":
+        method = "exact" if x.size <= EXACT_LIMIT else "fast"
+    given = tensors
     if op == "bce":
         signature = check_bce(x, y, weight, reduction)
     elif op == "bce_with_logits":
         signature = check_bce_with_logits(x, y, weight, pos_weight, reduction)
+    elif op == "sigmoid_bce":
+        check_bce_with_logits(x, y, weight, None, reduction)  # shapes, dtypes, weight, reduction: as the loss
+        x = _sigmoid(x, FORMATS[str(x.dtype)], method).astype(x.dtype)
+        tensors = {**tensors, "input": x}
+        signature = check_bce(x, y, weight, reduction)
     else:
         raise ValueError(f"no gradient is specified for {op!r}; expected one of {GRADIENT_OPS}")
     check_differentiable(op, tuple(wrt))
@@ -97,8 +128,7 @@ def gradients(
     g = np.ones(signature.shape) if grad_output is None else np.asarray(grad_output).astype(np.float64)
     if g.shape != signature.shape:
         raise ValueError(f"grad_output has shape {g.shape}, but the loss has shape {signature.shape}")
-    if method == "auto":
-        method = "exact" if x.size <= EXACT_LIMIT else "fast"
+    kind = "bce" if op == "sigmoid_bce" else op
     kernels = exact if method == "exact" else fast
     run = (lambda fn, *cols: exact_map(fn, *cols)) if method == "exact" else (lambda fn, *cols: fn(*cols))
 
@@ -113,7 +143,7 @@ def gradients(
     results = {}
     for name in wrt:
         exactly_infinite = np.zeros(n, dtype=bool)  # terms infinite by the formula itself: no overflow, no peak
-        if op == "bce" and name == "input":
+        if kind == "bce" and name == "input":
             eps = input_fmt.round(Fraction(BCE_GRAD_EPS))
             grads, scale = run(kernels.bce_grad_input, xf, yf, np.full(n, eps))
             floor = np.maximum(xf * (1 - xf), eps)
@@ -126,7 +156,7 @@ def gradients(
             negative_zero = (floor == 0) & (xf == 0) & np.signbit(xf)
             with np.errstate(divide="ignore", invalid="ignore"):
                 grads[negative_zero] = as_specified((xf[negative_zero] - yf[negative_zero]) / -0.0, method)
-        elif op == "bce":
+        elif kind == "bce":
             grads, scale = run(kernels.bce_grad_target, xf)
             with np.errstate(divide="ignore"):
                 factors = [np.maximum(np.abs(np.log(xf)), np.abs(np.log1p(-xf)))]
@@ -146,6 +176,10 @@ def gradients(
             factors = [np.maximum(np.abs(xf), np.abs(pw_column))]
             odd = ~np.isfinite(pw_column)
             grads[odd] = as_specified(_dtype_literal_target(xf[odd], pw_column[odd], input_fmt), method)
+        if op == "sigmoid_bce" and name == "input":  # sigmoid's backward: times p (1 - p), from its output p
+            grads, scale = _times_slope(grads, scale, xf, method)
+            with np.errstate(invalid="ignore"):  # an underflow in p - y is magnified by p (1 - p) / floor, not 1 / floor
+                factors = [factors[0] * xf * (1 - xf)]
         counted = ~exactly_infinite
         with np.errstate(over="ignore", invalid="ignore"):
             peak = np.nan_to_num(scale[counted]).max(initial=0.0)
@@ -158,16 +192,18 @@ def gradients(
         fmt = FORMATS[str(tensors[name].dtype)]
         if method == "exact" and exact.undecided(fmt, grads, scale):
             with exact.CTX.workprec(2 * exact.CTX.prec):
-                return gradients(op, tensors, reduction, wrt, grad_output, method)
+                return gradients(op, given, reduction, wrt, grad_output, method)
         if method == "fast" and not fast_decided(fmt, grads, scale, 1):
-            return gradients(op, tensors, reduction, wrt, grad_output, "exact")
+            return gradients(op, given, reduction, wrt, grad_output, "exact")
         if method == "exact":
             value = np.array([exact.round_to(fmt, v) for v in grads], dtype=np.float64)
         else:
             value = fmt.round_array(grads)
-        spec = specified.gradient(op, tensors, str(reduction), name, g)
+        spec = specified.gradient(kind, tensors, str(reduction), name, g)
+        if op == "sigmoid_bce":
+            spec = _through_sigmoid(spec, name, xf, yf, input_fmt, chain, n if reduction == "mean" else 1)
         value = finite_as_specified(value.reshape(tensors[name].shape), spec)
-        region = _sign_region(op, name, yf, pw).reshape(tensors[name].shape)
+        region = _sign_region(op, name, yf, pw, xf, input_fmt).reshape(tensors[name].shape)
         results[name] = Expected(
             value=value,
             dtype=str(tensors[name].dtype),
@@ -182,3 +218,39 @@ def gradients(
             invariant=SIGN_RULES[(op, name)],
         )
     return results
+
+
+def _times_slope(grads: np.ndarray, scale: np.ndarray, p: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient by p times sigmoid's slope p (1 - p), exactly (256 bits) or in longdouble; and its scale."""
+    with np.errstate(invalid="ignore"):  # an infinite gradient by p times a slope of 0: NaN, as in PyTorch
+        if method == "exact":
+            slope = [exact.CTX.mpf(v) * (1 - exact.CTX.mpf(v)) for v in p]
+            return np.array([grad * s for grad, s in zip(grads, slope)], dtype=object), scale * p * (1 - p)
+        wide = p.astype(fast.WIDE)
+        return grads * (wide * (1 - wide)), scale * p * (1 - p)
+
+
+def _through_sigmoid(spec: specified.Specified, name: str, p: np.ndarray, y: np.ndarray, fmt: Format,
+                     chain: list[np.ndarray], divisor: int) -> specified.Specified:
+    """S of sigmoid_bce from BCELoss's S at p: by input, through sigmoid's backward (times (1 - p) p, rounded once).
+
+    Its term magnitudes T grow by the first-order effect of half an ulp of error in p per unit roundoff (as the
+    loss's do), so that k_S counts admit a sigmoid k_S / 2 ulps off: d/dp of p - y is 1, of the floored
+    (p - y) p (1 - p) / eps it is ((1 - 2p)(p - y) + p (1 - p)) / eps, and of -logit(p) it is -1 / (p (1 - p)).
+    """
+    shape = spec.value.shape
+    factor = np.prod([np.abs(f) for f in chain], axis=0) / divisor
+    half_ulp = fmt.spacing(p) / (2 * fmt.unit_roundoff)
+    slope = p * (1 - p)
+    with np.errstate(all="ignore"):
+        if name == "input":
+            eps = fmt.round(Fraction(BCE_GRAD_EPS))
+            floored = slope < eps
+            effect = np.where(floored, np.abs((1 - 2 * p) * (p - y) + slope) / max(eps, fmt.min_subnormal), 1.0)
+            values = fmt.round_array(spec.value.ravel().astype(fast.WIDE) * (1 - p) * p).reshape(shape)
+            scale = spec.scale.ravel() * slope + effect * half_ulp * factor
+        else:
+            values = spec.value
+            scale = spec.scale.ravel() + half_ulp * factor / slope
+    scale = np.nan_to_num(scale, nan=0.0, posinf=np.finfo(np.float64).max).reshape(shape)
+    return specified.Specified(values, scale, np.abs(values))
