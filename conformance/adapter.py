@@ -44,7 +44,7 @@ OPS = ("bce", "bce_with_logits", "sigmoid")
 """The adapter methods that compute; an adapter may lack some (None, or absent)."""
 FEATURES = frozenset({
     *OPS, "bce.weight", "bce_with_logits.weight", "bce_with_logits.pos_weight",
-    "reduction.none", "reduction.mean", "reduction.sum", "grad.bce", "grad.bce_with_logits",
+    "reduction.none", "reduction.mean", "reduction.sum", "grad.bce", "grad.bce_with_logits", "grad.sigmoid_bce",
 })
 """What an adapter's `unsupported` declaration may name: an op, an op's optional argument, a reduction, a gradient."""
 
@@ -97,12 +97,13 @@ class Backend(Protocol):
 
 
 class GradientBackend(Protocol):
-    """The optional gradient capability: either method alone is fine; a missing one makes its op's cases unsupported.
+    """The optional gradient capability: any method alone is fine; a missing one makes its op's cases unsupported.
 
     Each returns {name: gradient} for every name in `wrt` ('input', 'target'), each gradient an
     array of that tensor's dtype and shape: the vector-Jacobian product of the loss with
     `grad_output` (the loss's dtype and shape; 0-d for a reduction), as autograd's backward gives.
-    `wrt` naming weight or pos_weight must raise, as it must for invalid arguments.
+    `wrt` naming weight or pos_weight must raise, as it must for invalid arguments. `sigmoid_bce_grad`
+    differentiates BCE of the backend's own sigmoid, through that sigmoid's own backward.
     """
 
     def bce_grad(
@@ -127,6 +128,9 @@ class GradientBackend(Protocol):
         grad_output: np.ndarray,
         wrt: Sequence[str],
     ) -> Mapping[str, np.ndarray]: ...
+
+    def sigmoid_bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                         grad_output: np.ndarray, wrt: Sequence[str]) -> Mapping[str, np.ndarray]: ...
 
 
 class SecondOrderBackend(Protocol):
@@ -163,7 +167,7 @@ class ForwardModeBackend(Protocol):
 
 
 DERIVATIVES = {
-    "grad": {"bce": "bce_grad", "bce_with_logits": "bce_with_logits_grad"},
+    "grad": {"bce": "bce_grad", "bce_with_logits": "bce_with_logits_grad", "sigmoid_bce": "sigmoid_bce_grad"},
     "grad2": {"bce": "bce_grad2", "bce_with_logits": "bce_with_logits_grad2"},
     "jvp": {"bce": "bce_jvp", "bce_with_logits": "bce_with_logits_jvp"},
 }

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 
 from . import registry, runner
 from .adapter import Backend
+from .cache import Cache
 from .case import Case
 from .errors import ConfigError
 from .isolation import Settings
@@ -40,12 +41,16 @@ def entries(*backends: BackendLike) -> list[Entry]:
 
 
 def run(backends: BackendLike | Iterable[BackendLike], cases: Sequence[Case] | None = None, *,
-        dtypes: Iterable[str] | None = None, isolation: bool | Settings = True, progress: bool = False) -> Run:
+        dtypes: Iterable[str] | None = None, isolation: bool | Settings = True, progress: bool = False,
+        cache: bool = False) -> Run:
     """Every case (default: the shipped ones) x dtype (default: each case's own) on every available backend.
 
     `isolation` True calls the backends in worker processes with the default time limit, as the command line
     does; a `Settings` sets the limits; False calls them in this process (faster, but a crash ends the run).
+    `cache` True reads and keeps the references in the reference cache, as the command line does
+    (`conformance.cache`: $BCE_CONFORMANCE_CACHE_DIR, else the user's cache directory).
     """
     selected = entries(backends) if isinstance(backends, (str, Entry, Backend)) else entries(*backends)
     settings = Settings() if isolation is True else (isolation or None)
-    return runner.run(load_cases() if cases is None else list(cases), selected, dtypes, progress, isolation=settings)
+    return runner.run(load_cases() if cases is None else list(cases), selected, dtypes, progress, isolation=settings,
+                      cache=Cache() if cache else None)

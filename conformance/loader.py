@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import jsonschema
 
 from bce_reference import GRADIENT_OPS
+from bce_reference.derivatives import HIGHER_ORDER_OPS
 
 from .case import Case, ToleranceOverride
 from .documents import VALIDATION_ERRORS, line_of, read_validated, schema_validator
@@ -64,6 +65,9 @@ def _check_gradient_fields(case: dict, where: str) -> None:
         raise ConfigError(f"{prefix}: grad names {', '.join(absent)}, which the case's inputs do not have")
     if "printed" in case:
         raise ConfigError(f"{prefix}: printed values are loss values; a gradient case has none")
+    if case["op"] not in HIGHER_ORDER_OPS and (case.get("order", 1) == 2 or case.get("mode") == "forward"):
+        raise ConfigError(f"{prefix}: order 2 and forward mode are specified for {', '.join(HIGHER_ORDER_OPS)} "
+                          f"only, not {case['op']!r}")
     if case.get("order", 1) == 2 and case.get("mode") == "forward":
         raise ConfigError(f"{prefix}: order 2 is a double backward; forward mode has order 1")
     if case.get("mode") == "forward" and "grad_output" in case:

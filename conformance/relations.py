@@ -47,8 +47,9 @@ def unsaturated_bounds(fmt: Format) -> tuple[float, float]:
 
 def saturated_bounds(fmt: Format) -> tuple[float, float]:
     """Beyond these, sigmoid(x) rounds to 1 (within a quarter ulp), or -log sigmoid(x) exceeds the clamp and
-    sigmoid(x), which -log1p(-sigmoid(x)) carries at y < 1, is below half the smallest subnormal."""
-    return min(-102.0, math.log(fmt.min_subnormal) - LN2), (fmt.precision + 2) * LN2
+    sigmoid(x), which -log1p(-sigmoid(x)) carries at y < 1, is below a quarter of the smallest subnormal (so it
+    rounds to 0 however its tie at half is broken: d/dy of sigmoid_bce is then +inf, or NaN times a zero g)."""
+    return min(-102.0, math.log(fmt.min_subnormal) - 2 * LN2), (fmt.precision + 2) * LN2
 
 
 def _unit(values: np.ndarray, fmt: Format) -> np.ndarray:

@@ -803,3 +803,46 @@ class LogInsteadOfLog1p(_Bce):
 
 MUTANTS += [BiasAtZeroTarget, NegativeLogitsTail, GradTargetSignSlipNearHalf, GradSaturatedSigmoidSignSlip,
             RelativeBias, LogitsRelativeBias, LogInsteadOfLog1p]
+
+
+# --- gradients of sigmoid_bce, through the backend's own sigmoid backward (issue 12) ---------------------
+
+class SigmoidGradByP(Altered):
+    """sigmoid_bce's d/dx as BCELoss's d/dp, without sigmoid's backward: (p - y) / (p (1 - p)) for p - y."""
+
+    catches = {"grad-document-sigmoid-bce-mean": "float32", "grad-sigmoid-bce-saturated": "float64"}
+
+    def sigmoid_bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
+        return self.bce_grad(self.sigmoid(input), target, weight=weight, reduction=reduction,
+                             grad_output=grad_output, wrt=wrt)
+
+
+class SigmoidSlopeOfTanh(Altered):
+    """sigmoid's backward as 1 - p^2 (tanh's derivative) in place of p (1 - p)."""
+
+    catches = {"grad-document-sigmoid-bce-sum": "float64", "grad-sigmoid-bce-soft-weighted": "float32"}
+
+    def sigmoid_bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
+        p = self.sigmoid(input)
+        grads = self.bce_grad(p, target, weight=weight, reduction=reduction, grad_output=grad_output, wrt=wrt)
+        with np.errstate(invalid="ignore"):
+            return {**grads, **({"input": grads["input"] * (1 - p * p)} if "input" in grads else {})}
+
+
+class SigmoidGradWithoutFloor(Altered):
+    """sigmoid_bce's d/dx as p - y everywhere (a fused backward): PyTorch's eps floor of BCELoss's d/dp is lost."""
+
+    catches = {"grad-sigmoid-bce-eps-floor": "float32"}
+
+    def sigmoid_bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
+        grads = dict(super().sigmoid_bce_grad(input, target, weight=weight, reduction=reduction,
+                                              grad_output=grad_output, wrt=wrt))
+        if "input" in grads:
+            ones = np.ones(target.shape, target.dtype)
+            grads["input"] = self.bce_with_logits_grad(input, target, weight=weight, pos_weight=None,
+                                                       reduction=reduction, grad_output=grad_output,
+                                                       wrt=("input",))["input"] * ones
+        return grads
+
+
+MUTANTS += [SigmoidGradByP, SigmoidSlopeOfTanh, SigmoidGradWithoutFloor]

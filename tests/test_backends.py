@@ -4,13 +4,14 @@ from __future__ import annotations
 import pytest
 
 from conformance import registry, runner
+from conformance.cache import Cache
 from conformance.inputs import LAYOUTS
 from conformance.results import Status
 
 
 def _run(shipped_cases, name):
     entries = registry.select([name])
-    return runner.run(shipped_cases, entries, progress=False)
+    return runner.run(shipped_cases, entries, progress=False, cache=Cache())  # the session's: computed once
 
 
 @pytest.mark.parametrize("name", ["numpy", "torch-cpu"])

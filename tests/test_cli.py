@@ -200,7 +200,7 @@ def test_gradient_results_are_told_apart_in_every_format(capsys, tmp_path):
     assert {r["wrt"] for r in report["results"]} == {"input", "target"}
     assert {(row["wrt"], row["passed"]) for row in report["summary"]} == {("input", 1), ("target", 1)}
     assert report["totals"]["unsupported"] == 0
-    assert report["backends"][0]["gradients"] == ["bce", "bce_with_logits"]
+    assert report["backends"][0]["gradients"] == ["bce", "bce_with_logits", "sigmoid_bce"]
     code, out, _ = run(capsys, "run", "--backend", "tests.test_cli:LossOnly", *GRAD_DOC, "--format", "junit")
     suite = ET.fromstring(out).find("testsuite")
     names = [case.get("name") for case in suite.iter("testcase")]

@@ -164,7 +164,7 @@ def test_gradient_results_stream_with_their_tensor_and_render_the_same_report(ca
     capsys.readouterr()
     assert main(["report", str(stream), "--format", "json", "--output", str(again)]) == 0
     assert again.read_text() == output.read_text()
-    assert json.loads(again.read_text())["backends"][0]["gradients"] == ["bce", "bce_with_logits"]
+    assert json.loads(again.read_text())["backends"][0]["gradients"] == ["bce", "bce_with_logits", "sigmoid_bce"]
     # the file keeps `unsupported` as judged; --require-grad gates when the report is rendered
     assert main(["report", str(stream), "--require-grad"]) == 1
     assert "--require-grad makes this a failure" in capsys.readouterr().out

@@ -247,7 +247,8 @@ def test_random_and_mutated_files_raise_only_config_errors(tmp_path, text):
 
 
 @pytest.mark.parametrize("extra, fragment", [
-    ("    grad: [input]\n    op: sigmoid_bce\n", "no gradient is specified for op 'sigmoid_bce'"),
+    ("    grad: [input]\n    op: sigmoid_bce\n    order: 2\n", "order 2 and forward mode are specified for bce, "
+                                                             "bce_with_logits only, not 'sigmoid_bce'"),
     ("    grad: [pos_weight]\n", "grad names pos_weight, which the case's inputs do not have"),
     ("    grad_output: [2]\n", "grad_output without grad"),
     ("    grad: [input]\n    printed: {float32: '0.1'}\n", "printed values are loss values"),

@@ -36,7 +36,7 @@ def _adapters_run():
     spec = importlib.util.spec_from_file_location("my_adapter", ROOT / "examples" / "numpy-adapter" / "my_adapter.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    return conformance.run([readme["BACKEND"], example.BACKEND], cases=load_cases(), isolation=False)
+    return conformance.run([readme["BACKEND"], example.BACKEND], cases=load_cases(), isolation=False, cache=True)
 
 
 @pytest.fixture

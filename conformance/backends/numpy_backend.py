@@ -185,6 +185,16 @@ class NumpyBackend:
             grads = {name: _backward(d, grad_output, weight, reduction, work) for name, d in local.items()}
         return {name: grad.astype({"input": input.dtype, "target": target.dtype}[name]) for name, grad in grads.items()}
 
+    def sigmoid_bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                         grad_output: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """BCE's gradients at p = sigmoid(x); by input, through sigmoid's backward: times (1 - p) p, from p."""
+        p = self.sigmoid(input)
+        grads = self.bce_grad(p, target, weight=weight, reduction=reduction, grad_output=grad_output, wrt=wrt)
+        if "input" in grads:
+            with np.errstate(invalid="ignore"):  # an infinite gradient by p (eps 0 in float16) times 0: NaN
+                grads["input"] = grads["input"] * ((1 - p) * p)
+        return grads
+
 
     def bce_grad2(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
                   grad_output: np.ndarray, tangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -117,6 +117,15 @@ class TorchBackend:
         return self._autograd(lambda **t: F.binary_cross_entropy_with_logits(**t, reduction=reduction), tensors,
                               grad_output, wrt)
 
+    def sigmoid_bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                         grad_output: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Autograd of BCELoss of torch.sigmoid: through sigmoid's own backward."""
+        import torch
+        import torch.nn.functional as F
+
+        return self._autograd(lambda input, **t: F.binary_cross_entropy(torch.sigmoid(input), **t, reduction=reduction),
+                              {"input": input, "target": target, "weight": weight}, grad_output, wrt)
+
     def _double_backward(self, loss: Callable[..., Any], tensors: Mapping[str, np.ndarray | None],
                          grad_output: np.ndarray, tangent: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The gradient by each tensor of `wrt` of <d loss / d input (with grad_output), tangent>: double backward."""
@@ -134,19 +143,21 @@ class TorchBackend:
 
     def _jvp(self, loss: Callable[..., Any], tensors: Mapping[str, np.ndarray | None], tangent: np.ndarray,
              wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Forward-mode AD (torch.autograd.forward_ad, the dual numbers torch.func.jvp is built on; its first call
-        costs 3.6 s of setup per process) of the loss as each tensor of `wrt` alone moves along `tangent`."""
-        import torch.autograd.forward_ad as forward_ad
+        """Forward mode, `torch.func.jvp`, of the loss as each tensor of `wrt` alone moves along `tangent` (its first
+        call in a process sets up functorch's transforms: about a second)."""
+        from torch.func import jvp
 
         refused = [name for name in wrt if name not in ("input", "target")]
         if refused:
             raise ValueError(f"the loss is not differentiable with respect to {', '.join(refused)}")
         primals = {name: self._tensor(array) for name, array in tensors.items()}
+        direction = self._tensor(tangent)
         results = {}
         for name in wrt:
-            with forward_ad.dual_level():
-                moving = forward_ad.make_dual(primals[name], self._tensor(tangent))
-                results[name] = self._array(forward_ad.unpack_dual(loss(**{**primals, name: moving})).tangent)
+            def along(moving: Any, name: str = name) -> Any:
+                return loss(**{**primals, name: moving})
+
+            results[name] = self._array(jvp(along, (primals[name],), (direction,))[1])  # (value, derivative)
         return results
 
     def bce_grad2(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,

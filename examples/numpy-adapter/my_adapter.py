@@ -100,7 +100,7 @@ class MyLibBackend:
             loss = loss * weight
         return _reduce(loss, reduction, target.dtype)  # the result follows the target's dtype
 
-    # Optional: the gradient capability. Without these two methods, gradient cases are "unsupported".
+    # Optional: the gradient capability. Without these methods, gradient cases are "unsupported".
     def bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
         self.bce(input, target, weight=weight, reduction=reduction)  # the same checks
         _check_wrt(wrt)
@@ -122,6 +122,15 @@ class MyLibBackend:
                      "target": -np.logaddexp(0, x) - pw * log_sigmoid}
         dtypes = {"input": input.dtype, "target": target.dtype}  # each gradient in its own tensor's dtype
         return {name: _backward(local[name], grad_output, weight, reduction, dtypes[name]) for name in wrt}
+
+    def sigmoid_bce_grad(self, input, target, *, weight, reduction, grad_output, wrt):
+        p = self.sigmoid(input)  # BCE of this library's own sigmoid, differentiated through its backward
+        grads = self.bce_grad(p, target, weight=weight, reduction=reduction, grad_output=grad_output, wrt=wrt)
+        if "input" in grads:  # sigmoid's backward: times p (1 - p), from its output
+            q = p.astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                grads["input"] = (grads["input"].astype(np.float64) * (1 - q) * q).astype(input.dtype)
+        return grads
 
 
 BACKEND = MyLibBackend()

@@ -32,6 +32,9 @@ from .formats import FORMATS
 from .losses import EXACT_LIMIT, Expected, broadcast_column, underflow_gain
 from .spec import BCE_GRAD_EPS, Signature, check_bce, check_bce_with_logits, check_differentiable
 
+HIGHER_ORDER_OPS = ("bce", "bce_with_logits")
+"""The ops whose second-order and forward-mode derivatives are specified (sigmoid_bce's are not)."""
+
 DOUBLE_BACKWARD_EPS = 1e-12
 """`auto eps = 1e-12;` in PyTorch's binary_cross_entropy_double_backward."""
 

@@ -82,12 +82,21 @@ def fast_decided(fmt: Format, values: np.ndarray, scale: np.ndarray, terms: int)
     The bound is FAST_ERROR (scale + |value|) per element, plus u_longdouble per level of the pairwise
     sum of `terms` elements; where it is not decided the caller evaluates exactly instead.
     """
-    finite = np.isfinite(values)
+    return bool(np.all(fast_decided_elements(fmt, values, scale, terms)))
+
+
+def fast_decided_elements(fmt: Format, values: np.ndarray, scale: np.ndarray, terms: int = 1) -> np.ndarray:
+    """`fast_decided`'s test per element (True where a value is not finite): which to evaluate exactly."""
+    values = np.asarray(values)
+    decided = ~np.isfinite(values)
+    finite = ~decided
     v = values[finite].astype(fast.WIDE)
     depth = math.ceil(math.log2(terms)) + 1 if terms > 1 else 0
     with np.errstate(over="ignore", invalid="ignore"):
-        bound = (FAST_ERROR + depth * 2.0**-63) * (np.asarray(scale, dtype=fast.WIDE)[finite] + np.abs(v))
-        return bool(np.array_equal(fmt.round_array(v - bound), fmt.round_array(v + bound)))
+        bound = (FAST_ERROR + depth * 2.0**-63) * (np.broadcast_to(np.asarray(scale, dtype=fast.WIDE), values.shape)[finite]
+                                                   + np.abs(v))
+        decided[finite] = fmt.round_array(v - bound) == fmt.round_array(v + bound)
+    return decided
 
 
 def broadcast_column(array: np.ndarray | None, shape: tuple[int, ...], default: float) -> np.ndarray:
