@@ -87,7 +87,7 @@ def sample(regions: list[Region], entry: Entry, count: int) -> tuple[int, int, f
     tasks = [(p, start) for p in plans
              for start in sorted({(p.chunk_count - TASK_CHUNKS) * k // max(count - 1, 1) for k in range(count)})]
     timed = Timed(entry.backend)
-    wrapped = Entry(entry.name, entry.origin, timed, entry.load_error)  # type: ignore[arg-type]
+    wrapped = Entry(entry.name, entry.origin, timed, entry.load_error)
     start, clock = time.perf_counter(), time.process_time()
     points = sum(sweep_part(p, [wrapped], first, first + TASK_CHUNKS).progress.points for p, first in tasks)
     return points, sum(p.points for p in plans), time.perf_counter() - start, time.process_time() - clock, timed.cpu
