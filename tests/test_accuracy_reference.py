@@ -113,7 +113,9 @@ def _hard_inputs(op: str, count: int, rng: np.random.Generator) -> np.ndarray:
         edges = [1.0, 0.5, 2.0**-53, 2.0**-24, 3.7200760e-44, 1.4e-45, 1e-30, 0.99999994]  # p next to 1, the clamp
         near = _next_to(edges)
         return np.concatenate([_bit_patterns(rng, count, 1.4e-45, 1.0), near[(near >= 0) & (near <= 1)], [0.0, 1.0]])
-    tails = [t for edge in (sweep._tails(np.float64), 745.1332, 746.1332, 708.4, 1.0, 2.0**-24) for t in (edge, -edge)]
+    underflow = 1 - np.log(np.finfo(np.float64).smallest_subnormal)  # where _softplus returns 0 without exp
+    edges = (sweep._tails(np.float64), underflow, 745.1332, 708.4, 1.0, 2.0**-24)
+    tails = [t for edge in edges for t in (edge, -edge)]
     return np.concatenate([_bit_patterns(rng, count // 2, 1.4e-45, 3.4e38), -_bit_patterns(rng, count // 2, 1.4e-45, 3.4e38),
                            _next_to(tails), [0.0]]).astype(np.float32)
 

@@ -133,8 +133,9 @@ def _softplus(z: np.ndarray, wide: type) -> np.ndarray:
 
     Beyond +-T (`_tails`) the tail t = e**-|z| is below 2**-(p + 1): where z >= T the sum rounds to z itself
     (t is below half an ulp of z >= 1), and where z <= -T log1p(t) = t (1 - t/2 + ...) is t within a quarter
-    ulp, so exp alone gives it (and 0 where it underflows). These are the values the full formula gives, or within that quarter ulp; a sweep's
-    chunk of consecutive values mostly lies wholly on one side, and skips log1p (or both functions) there.
+    ulp, so exp alone gives it (and 0 where it underflows). These are the values the full formula gives, or
+    within that quarter ulp; a sweep's chunk of consecutive values mostly lies wholly on one side, and skips
+    log1p (or both functions) there.
     """
     if np.ndim(z) == 0:
         z = np.asarray(z)
@@ -188,9 +189,9 @@ def _floor_log2(value: Any) -> int:
     return int(exp) + abs(int(man)).bit_length() - 1
 
 
-def _binade(op: str, x: float, y: float, pos_weight: float | None) -> tuple[int, float]:
-    """floor(log2 loss), decided by Ziv's strategy (the precision rises until both ends of the error agree), and
-    the loss rounded to float64 within that binade."""
+def _in_binade(op: str, x: float, y: float, pos_weight: float | None) -> float:
+    """The loss rounded to float64 within its own binade, floor(log2 loss) decided by Ziv's strategy (the precision
+    rises until both ends of the error bound agree on it)."""
     for prec in exact.PRECISIONS:
         with exact.CTX.workprec(prec):
             value, scale = _exact_loss(op, x, y, pos_weight)
@@ -200,7 +201,7 @@ def _binade(op: str, x: float, y: float, pos_weight: float | None) -> tuple[int,
             if (low > 0 and _floor_log2(low) == _floor_log2(high)) or prec == exact.PRECISIONS[-1]:
                 binade = _floor_log2(value)
                 near = float(value)  # may round up to the next power of two: step back into the binade
-                return binade, near if near < math.ldexp(1.0, binade + 1) else math.nextafter(near, 0.0)
+                return near if near < math.ldexp(1.0, binade + 1) else math.nextafter(near, 0.0)
     raise AssertionError("unreachable")
 
 
@@ -220,7 +221,7 @@ def settle(op: str, dtype: str, values: np.ndarray, input: np.ndarray, target: V
     near = np.flatnonzero(bits <= 2 * SLACK)
     near = near[values[near] >= fmt.min_normal / 2]  # below, the ulp is the subnormals' whatever the binade
     for i in map(int, near):
-        values[i] = _binade(op, float(input[i]), _pick(target, i), _pick(pos_weight, i))[1]  # type: ignore[arg-type]
+        values[i] = _in_binade(op, float(input[i]), _pick(target, i), _pick(pos_weight, i))  # type: ignore[arg-type]
     return near.size
 
 
