@@ -231,7 +231,7 @@ def rounded(op: str, dtype: str, values: np.ndarray, input: np.ndarray, target: 
     both ends of the error round alike, by the exact path (Ziv's strategy) at the others."""
     fmt = FORMATS[dtype]
     slack = _float64(values) * BOUND + FLOOR
-    out, high = fmt.round_array(values - slack), fmt.round_array(values + slack)
-    for i in map(int, np.flatnonzero(out != high)):
+    out = fmt.round_array(values)
+    for i in map(int, np.flatnonzero(fmt.round_array(values - slack) != fmt.round_array(values + slack))):
         out[i] = exact.correctly_rounded(fmt, _exact_value, op, float(input[i]), _pick(target, i), _pick(pos_weight, i))
     return out
