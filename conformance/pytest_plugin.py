@@ -12,6 +12,7 @@ turns a listed failure into an xfail and a listed case that passes into an XPASS
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -102,6 +103,8 @@ class Plan:
 
 
 PLAN = pytest.StashKey[Plan]()
+CASES_INPUT = "conformance_cases"
+"""The key of the loaded cases (pickled) in an xdist worker's `workerinput`: the controller's own, not a file's."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,7 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "--hypothesis-profile)")
 
 
-def _plan(config: pytest.Config) -> Plan:
+def _plan(config: pytest.Config, cases: list[Case] | None = None) -> Plan:
     values = options.Values.of_pytest(config.getoption)
     entries = values.entries()
     manifests = values.manifests()
@@ -138,7 +141,8 @@ def _plan(config: pytest.Config) -> Plan:
         properties = all_properties()
     strict = bool(values[options.STRICT_EXPECTATIONS] or config.getini("xfail_strict"))
     policy = dataclasses.replace(values.policy([]), strict_expectations=False)  # manifests and strictness: xfail's
-    return Plan(targets, load_cases(values[options.CASES]), dtypes, properties, strict, policy, layouts)
+    cases = load_cases(values[options.CASES]) if cases is None else cases
+    return Plan(targets, cases, dtypes, properties, strict, policy, layouts)
 
 
 def _unmatched(plan: Plan) -> list[str]:
@@ -153,8 +157,9 @@ def _unmatched(plan: Plan) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("conformance_backend"):
         return
+    handed = getattr(config, "workerinput", {}).get(CASES_INPUT)
     try:
-        plan = _plan(config)
+        plan = _plan(config, None if handed is None else pickle.loads(handed))
     except ConfigError as exc:
         raise pytest.UsageError(f"conformance: {exc}") from None
     config.stash[PLAN] = plan
@@ -170,6 +175,15 @@ def pytest_configure(config: pytest.Config) -> None:
             from hypothesis import settings
 
             settings.load_profile(profiles.PROFILES["ci"])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller hands each worker the cases it has loaded: validating them again in every worker
+    cost each as much CPU as its share of the tests with a warm reference cache (benchmarks/plugin_time.py)."""
+    plan = node.config.stash.get(PLAN, None)
+    if plan is not None:
+        node.workerinput[CASES_INPUT] = pickle.dumps(plan.cases)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect

@@ -91,3 +91,109 @@ def test_a_platform_without_a_wide_longdouble_is_refused(monkeypatch):
 def test_outside_the_domain_without_cancellation_is_refused(target, pos_weight):
     with pytest.raises(ValueError):
         sweep.loss("bce_with_logits", "float32", np.array([1.0], np.float32), target, pos_weight)
+
+
+# --- the proven float64 bound, settled binades and correct rounding (the fast path of exhaustive sweeps) -----------
+
+def _bit_patterns(rng: np.random.Generator, count: int, low: float, high: float) -> np.ndarray:
+    """Float32 values drawn uniformly over the bit patterns of [low, high] (every binade its share)."""
+    keys = rng.integers(*(np.array([low, high], np.float32).view(np.int32).astype(np.int64)), count, endpoint=True)
+    return keys.astype(np.int32).view(np.float32)
+
+
+def _next_to(values: list[float], steps: int = 3) -> np.ndarray:
+    """The float32 values within `steps` representable values of each of `values`."""
+    keys = np.array(values, np.float32).view(np.int32).astype(np.int64)
+    return np.unique((keys[:, None] + np.arange(-steps, steps + 1)).astype(np.int32).view(np.float32))
+
+
+def _hard_inputs(op: str, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Float32 inputs where the float64 evaluation is hardest to keep within its bound."""
+    if op == "bce":
+        edges = [1.0, 0.5, 2.0**-53, 2.0**-24, 3.7200760e-44, 1.4e-45, 1e-30, 0.99999994]  # p next to 1, the clamp
+        near = _next_to(edges)
+        return np.concatenate([_bit_patterns(rng, count, 1.4e-45, 1.0), near[(near >= 0) & (near <= 1)], [0.0, 1.0]])
+    underflow = 1 - np.log(np.finfo(np.float64).smallest_subnormal)  # where _softplus returns 0 without exp
+    edges = (sweep._tails(np.float64), underflow, 745.1332, 708.4, 1.0, 2.0**-24)
+    tails = [t for edge in edges for t in (edge, -edge)]
+    return np.concatenate([_bit_patterns(rng, count // 2, 1.4e-45, 3.4e38), -_bit_patterns(rng, count // 2, 1.4e-45, 3.4e38),
+                           _next_to(tails), [0.0]]).astype(np.float32)
+
+
+def _relative_errors_of_the_bound(op: str, count: int, seed: int) -> np.ndarray:
+    """|value - loss| / (BOUND loss + FLOOR) at hard inputs, hard and soft targets, pos_weight: at most 1 when the bound holds."""
+    rng = np.random.default_rng(seed)
+    x = _hard_inputs(op, count, rng)
+    y = np.where(rng.uniform(0, 1, x.size) < 0.6, rng.choice([0.0, 1.0], x.size), rng.uniform(0, 1, x.size)).astype(np.float32)
+    pw = rng.uniform(0.1, 10, x.size).astype(np.float32) if op == "bce_with_logits" else None
+    together = sweep.loss(op, "float32", x, y, pw)  # a mixed chunk: the full formula throughout
+    ratios = []
+    for i in range(x.size):
+        one = slice(i, i + 1)  # a chunk of its own: the branch a chunk of its neighbours takes
+        alone = sweep.loss(op, "float32", x[one], y[one], None if pw is None else pw[one])[0]
+        loss = sweep._exact_loss(op, float(x[i]), float(y[i]), None if pw is None else float(pw[i]))[0]
+        error = max(abs(exact.CTX.mpf(float(value)) - loss) for value in (together[i], alone))
+        ratios.append(float(error / (sweep.BOUND * loss + sweep.FLOOR)))
+    return np.array(ratios)
+
+
+@pytest.mark.parametrize("op", ["bce", "bce_with_logits"])
+def test_the_float64_bound_holds_where_it_is_hardest(op):
+    ratios = _relative_errors_of_the_bound(op, 1500, 16)
+    assert ratios.max() <= 1, (op, ratios.max())
+    assert ratios.max() < 2.0**-4  # the proof's assumption (256 ulp a function) is far from what numpy does
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["bce", "bce_with_logits"])
+def test_the_float64_bound_holds_deep(op):
+    for seed in range(8):
+        assert _relative_errors_of_the_bound(op, 20_000, 100 + seed).max() <= 1, (op, seed)
+
+
+def _next_to_midpoints(op: str, target: float, x: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `keep` inputs of `x` whose float64 loss lies nearest a float32 rounding boundary, and their losses."""
+    values = sweep.loss(op, "float32", x, target)
+    ulp = FORMATS["float32"].spacing(values)
+    offset = np.abs((values / ulp) % 1 - 0.5)  # 0 on a midpoint between two float32 values
+    nearest = np.argsort(offset)[:keep]
+    return x[nearest], values[nearest]
+
+
+@pytest.mark.parametrize("op, target, low", [("bce_with_logits", 0.0, 0.25), ("bce_with_logits", 1.0, -3.0), ("bce", 1.0, 0.01)])
+def test_rounded_decides_or_asks_the_exact_path_next_to_rounding_boundaries(op, target, low):
+    start = np.array([low], np.float32).view(np.int32)[0]
+    x = (start + np.arange(1 << 20, dtype=np.int32)).view(np.float32)  # a million consecutive inputs
+    x, values = _next_to_midpoints(op, target, x, 40)
+    fmt = FORMATS["float32"]
+    slack = values * sweep.BOUND
+    undecided = fmt.round_array(values - slack) != fmt.round_array(values + slack)
+    assert undecided.any()  # the hard cases are there: the bound alone cannot round them
+    got = sweep.rounded(op, "float32", values, x, target)
+    for i in range(x.size):
+        want = exact.round_to(fmt, sweep._exact_value(op, float(x[i]), target, None))
+        assert got[i] == want, (op, float(x[i]), got[i], want)
+
+
+def test_settle_gives_every_value_the_binade_of_the_exact_loss(monkeypatch):
+    p = np.array([0.36787944, 0.36787945, 0.5], np.float32)  # -log(p) next to 1 from both sides, and ln 2
+    monkeypatch.setattr(sweep, "SLACK", 1 << 40)  # a bound wide enough to leave these binades open
+    values = np.array([1.0, 1.0, 0.5])  # the wrong side of a power of two, as an evaluation within that bound may be
+    assert sweep.settle("bce", "float32", values, p, 1.0) == 3
+    for i in range(p.size):
+        loss = sweep._exact_value("bce", float(p[i]), 1.0, None)
+        assert exact.CTX.floor(exact.CTX.log(loss, 2)) == np.floor(np.log2(values[i])), (p[i], values[i])
+        assert abs(values[i] - float(loss)) <= 2.0**-52 * float(loss)
+
+
+def test_exact_powers_of_two_keep_their_binade():
+    x = np.array([64.0, 2.0**100, -64.0], np.float32)
+    values = sweep.loss("bce_with_logits", "float32", x, 0.0)
+    assert sweep.settle("bce_with_logits", "float32", values, x, 0.0) == 2  # 64 + e^-64 lies above 64
+    assert values[:2].tolist() == [64.0, 2.0**100]
+
+
+def test_float64_outputs_have_no_proven_bound():
+    x = np.array([1.0])
+    with pytest.raises(ValueError, match="measured only"):
+        sweep.rounded("bce_with_logits", "float64", sweep.loss("bce_with_logits", "float64", x, 0.0), x, 0.0)

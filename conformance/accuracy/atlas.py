@@ -1,6 +1,8 @@
 """Sweep regions on backends: inputs per chunk -> exact loss (reference.sweep) and every backend -> statistics."""
 from __future__ import annotations
 
+import ctypes
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -18,7 +20,7 @@ from ..execution import Call, execute
 from ..probing import inspect
 from ..registry import Entry
 from ..results import Status
-from .metrics import AgreementAccumulator, RowAccumulator, truth, ulp_errors
+from .metrics import AgreementAccumulator, RowAccumulator, Truth, truth, ulp_errors
 from .records import REFERENCE, Atlas, Swept
 from .regions import Region
 from .sampling import Plan, Sample, plan
@@ -26,6 +28,25 @@ from .sampling import Plan, Sample, plan
 TASK_CHUNKS = 16
 """Chunks per task of a distributed sweep (4 Mi points): seconds of work, so scheduling costs little, and a worker
 that dies loses little."""
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Ask the C library to keep freed chunk-sized arrays for reuse; False where it has no glibc `mallopt`.
+
+    A chunk's arrays are a few MiB each, above glibc's threshold for allocating by mmap (or they are freed back
+    to the system past its trim threshold, which Dask's workers set low): each new array then costs a page fault
+    per 4 KiB on first touch, which measured as much as the arithmetic itself. Up to 32 MiB is taken from the heap
+    and up to 256 MiB kept there, once per process; memory stays bounded by one chunk's working set.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 256 << 20))
 
 
 def evaluate(backend: Backend, op: str, tensors: dict[str, np.ndarray], dtype: str) -> tuple[np.ndarray | None, float, str]:
@@ -68,6 +89,16 @@ class _Progress:
     points: int = 0
 
 
+def _truth(op: str, dtype: str, x: np.ndarray, target: np.ndarray | float, pos_weight: np.ndarray | None) -> Truth:
+    """The exact losses of a chunk. In float64 (every output dtype but float64) their error is proven: their binades
+    are settled (so is each ulp) and their rounding is decided by the exact path where the bound leaves it open."""
+    exact = exact_sweep.loss(op, dtype, x, target, pos_weight)
+    if exact.dtype != np.float64:
+        return truth(exact, dtype)
+    exact_sweep.settle(op, dtype, exact, x, target, pos_weight)
+    return truth(exact, dtype, lambda: exact_sweep.rounded(op, dtype, exact, x, target, pos_weight))
+
+
 def _sweep(p: Plan, chunks: Iterable[Sample], backends: list[tuple[Backend, str]], rows: dict[str, RowAccumulator],
            agreement: AgreementAccumulator, progress: _Progress, bar: tqdm | None) -> None:
     """Chunks of one plan: the exact loss once, then each backend that has not failed yet."""
@@ -75,7 +106,7 @@ def _sweep(p: Plan, chunks: Iterable[Sample], backends: list[tuple[Backend, str]
     for sample in chunks:
         start = time.perf_counter()
         target = sample.target if sample.hard_target is None else sample.hard_target
-        chunk_truth = truth(exact_sweep.loss(op, dtype, sample.input, target, sample.pos_weight), dtype)
+        chunk_truth = _truth(op, dtype, sample.input, target, sample.pos_weight)
         progress.reference_seconds += time.perf_counter() - start
         results = {}
         for backend, name in backends:
@@ -106,6 +137,7 @@ class Part:
 
 def sweep_part(p: Plan, entries: list[Entry], start: int, stop: int) -> Part:
     """Chunks `start` to `stop` of one plan on the entries' backends: one task, run on a Dask worker."""
+    keep_freed_memory()
     backends = [(entry.backend, entry.name) for entry in entries if entry.backend is not None]
     names = [REFERENCE] + [name for _, name in backends]
     part = Part({name: RowAccumulator(name, p) for _, name in backends},
@@ -157,6 +189,7 @@ def build(regions: Iterable[Region], entries: list[Entry], dtypes: Iterable[str]
     Ctrl-C stops the sweep and keeps what was measured (`Atlas.interrupted`).
     """
     started = time.perf_counter()
+    keep_freed_memory()
     plans = _plans(regions, dtypes, points)
     infos = inspect(entries)
     active = [(entry, info.name) for entry, info in zip(entries, infos) if info.available]

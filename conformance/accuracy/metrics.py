@@ -8,12 +8,12 @@ A NaN or infinity that differs from the specification's result counts as an infi
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
 
-from bce_reference import FORMATS
+from bce_reference import FORMATS, Format
 
 from .records import Agreement, Envelope, Point, Row
 from .sampling import Plan, Sample
@@ -48,13 +48,34 @@ def _powers_of_two(exponents: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, exponents)
 
 
-def truth(exact: np.ndarray, dtype: str) -> Truth:
+Rounder = Callable[[], np.ndarray]
+EXPONENT_BITS = 0x7FF0000000000000
+"""A float64's exponent field: its bits alone are the float64 2**floor(log2 |x|) of a normal x (0 for 0)."""
+
+
+def _truth64(exact: np.ndarray, fmt: Format, high: float, rounded: Rounder) -> Truth:
+    """`truth` of non-negative finite float64 values, in a few passes: the ulp is built from the exponent's bits."""
+    ulp = np.bitwise_and(exact.view(np.int64), EXPONENT_BITS).view(np.float64)
+    ulp *= 2.0 ** (1 - fmt.precision)  # exact: a power of two times a power of two, far from float64's limits
+    np.maximum(ulp, fmt.min_subnormal, out=ulp)  # zero and subnormal losses (float64's too)
+    tiny = exact < fmt.min_normal
+    return Truth(exact, ulp, tiny, high < fmt.min_normal, rounded() if high > fmt.max else None)
+
+
+def truth(exact: np.ndarray, dtype: str, rounded: Rounder | None = None) -> Truth:
+    """The exact losses of a chunk; `rounded` gives them correctly rounded, asked for only where one overflows the
+    dtype (default: `exact` rounded, which is that where `exact` holds the exact losses themselves)."""
     fmt = FORMATS[dtype]
+    rounded = rounded or (lambda: fmt.round_array(exact))
+    if exact.dtype == np.float64 and exact.size:
+        high = float(exact.max())
+        if np.isfinite(high) and exact.min() >= 0:
+            return _truth64(exact, fmt, high, rounded)
     exponent = _exponents(exact)
     tiny = exponent < fmt.emin
     ulp = _powers_of_two(np.maximum(exponent, fmt.emin) - (fmt.precision - 1))
     overflow = exponent.max(initial=fmt.emin) >= fmt.emax and bool((np.abs(exact) > fmt.max).any())
-    return Truth(exact, ulp, tiny, bool(tiny.all()), fmt.round_array(exact) if overflow else None)
+    return Truth(exact, ulp, tiny, bool(tiny.all()), rounded() if overflow else None)
 
 
 def ulp_errors(got: np.ndarray, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +86,12 @@ def ulp_errors(got: np.ndarray, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
     """
     g = got.astype(truth.exact.dtype, copy=False)
     with np.errstate(invalid="ignore", over="ignore"):
-        errors = (np.abs(g - truth.exact) / truth.ulp).astype(np.float64, copy=False)
+        errors = np.subtract(g, truth.exact)
+        np.abs(errors, out=errors)
+        np.divide(errors, truth.ulp, out=errors)
+        errors = errors.astype(np.float64, copy=False)
+    if truth.expected is None and np.isfinite(np.add.reduce(errors)):  # no NaN, no infinity: one cheap test
+        return errors, np.zeros(errors.shape, dtype=bool)
     mismatched = ~np.isfinite(got)
     if truth.expected is not None:  # where the specified result overflows, it is that infinity or wrong
         overflowed = ~np.isfinite(truth.expected)
@@ -77,12 +103,21 @@ def ulp_errors(got: np.ndarray, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
 
 def relative_errors(got: np.ndarray, exact: np.ndarray) -> np.ndarray:
     """|got - exact| / |exact| (0 where both are 0, inf where only the exact value is, or got is NaN); `got` as float64."""
-    difference = np.abs(got.astype(exact.dtype, copy=False) - exact)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = (difference / np.abs(exact)).astype(np.float64, copy=False)
-    undefined = np.isnan(relative)  # 0 / 0, or a NaN result
-    if undefined.any():
-        relative[undefined] = np.where(difference[undefined] == 0, 0.0, np.inf)
+    relative = np.subtract(got.astype(exact.dtype, copy=False), exact)
+    np.abs(relative, out=relative)
+    magnitude = np.abs(exact)
+    zero = magnitude == 0
+    if zero.any():  # 0 / 0 is slow (a chunk of underflowed exact losses is 0 throughout): divide by 1 there
+        np.copyto(magnitude, 1, where=zero)
+        zero &= relative != 0  # where the difference itself stays: inf
+    else:
+        zero = None
+    with np.errstate(invalid="ignore"):
+        np.divide(relative, magnitude, out=relative)
+    relative = relative.astype(np.float64, copy=False)
+    if zero is not None:
+        np.copyto(relative, np.inf, where=zero)
+    np.copyto(relative, np.inf, where=np.isnan(relative))  # a NaN result
     return relative
 
 
