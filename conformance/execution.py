@@ -87,6 +87,21 @@ def escaped(exc: BaseException) -> Execution:
     return Execution(fault=Verdict(Status.CRASHED, f"raised {describe(exc)} (a BaseException, not an Exception)"))
 
 
+def warm_up(backend: Backend) -> Execution | None:
+    """Run the adapter's optional `warm_up()` (a compile, a device start) before its first timed call: None when it
+    has none or it returned, else the error every call of this process gets."""
+    hook = getattr(backend, "warm_up", None)
+    if not callable(hook):
+        return None
+    try:
+        hook()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return Execution(fault=Verdict(Status.ERROR, f"the backend's warm-up raised {describe(exc)}"))
+    return None
+
+
 def execute(backend: Backend, request: Call) -> Execution:
     """Call the backend on copies of the inputs (grad_output included) in the call's layout: what it returned or
     raised, how long it took, what it changed."""
@@ -122,13 +137,18 @@ class InProcess:
     def __init__(self, backends: Sequence[Backend]) -> None:
         self._backends = backends
         self._done: list[tuple[int, Execution]] = []
+        self._warm: dict[int, Execution | None] = {}  # each backend's `warm_up` result, once it ran
 
     def submit(self, token: int, backend: int, request: Call, fresh: bool = False) -> None:
-        """Run the call; the working directory and NumPy's error state are as before it, whatever the backend did."""
+        """Run the call (the backend's warm-up first, once); the working directory and NumPy's error state are as
+        before it, whatever the backend did."""
         directory = os.getcwd()
         try:
             with np.errstate(**np.geterr()):
-                self._done.append((token, execute(self._backends[backend], request)))
+                if backend not in self._warm:
+                    self._warm[backend] = warm_up(self._backends[backend])
+                broken = self._warm[backend]
+                self._done.append((token, broken or execute(self._backends[backend], request)))
         finally:
             with contextlib.suppress(OSError):
                 os.chdir(directory)
