@@ -363,7 +363,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Run every available backend (or read --from reports) and write the matrix as Markdown and HTML."""
     areas = matrix.load_areas()
     if args.sources:
-        documents = [saved.load(path) for path in args.sources]
+        documents = [matrix.load(path) for path in args.sources]
     else:
         run = runner.run(load_cases(args.cases), registry.select(args.backend), progress=args.progress,
                          isolation=_isolation(args))
@@ -373,9 +373,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"conformance: warning: {warning}", file=sys.stderr)
         run.command = _command_line(args)
-        documents = [json.loads(report.render_json(run))]
+        atlas = matrix.accuracy_document(registry.select(args.backend), args.progress)  # the accuracy area
+        documents = [json.loads(report.render_json(run)), atlas]
         if args.report is not None:
             _write(report.render_json(run), args.report)
+            _write(json.dumps(atlas, indent=2) + "\n", args.report.with_suffix(".accuracy.json"))
     built = matrix.build(documents, areas)
     _write(matrix.render_markdown(built), args.output_dir / "matrix.md")
     _write(matrix.render_html(built), args.output_dir / "matrix.html")
@@ -388,12 +390,13 @@ def _register_matrix(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("matrix", help="per backend x area: pass rate and classes of deviation, as Markdown "
                                              "and one self-contained HTML page")
     sub.add_argument("--from", dest="sources", nargs="+", type=Path, metavar="REPORT",
-                     help="render these JSON reports (or results files), e.g. one per framework environment, "
-                          "instead of running")
+                     help="render these JSON reports (or results files) and accuracy atlases (accuracy --format "
+                          "json), e.g. one each per framework environment, instead of running")
     sub.add_argument("--backend", action="append", metavar="NAME",
                      help="backend name or package.module:attr (repeatable; default: every built-in backend)")
     sub.add_argument("--cases", action="append", type=Path, metavar="PATH", help="case file or folder (repeatable)")
-    sub.add_argument("--report", type=Path, metavar="FILE", help="also write the run's JSON report here")
+    sub.add_argument("--report", type=Path, metavar="FILE",
+                     help="also write the run's JSON report here, and its accuracy atlas beside it (.accuracy.json)")
     sub.add_argument("--output-dir", type=Path, default=Path("matrix"), metavar="DIR",
                      help="where matrix.md and matrix.html go (default: ./matrix)")
     sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

@@ -68,7 +68,8 @@ def test_the_matrix_has_every_backend_and_area(page):
 
 
 def test_the_matrix_renders_again_from_reports(page, tmp_path):
-    assert main(["matrix", "--from", str(page / "report.json"), "--output-dir", str(tmp_path)]) == 0
+    sources = [str(page / "report.json"), str(page / "report.accuracy.json")]  # the run, and its accuracy atlas
+    assert main(["matrix", "--from", *sources, "--output-dir", str(tmp_path)]) == 0
     assert (tmp_path / "matrix.md").read_text() == (page / "matrix.md").read_text()
 
 
