@@ -102,6 +102,17 @@ def warm_up(backend: Backend) -> Execution | None:
     return None
 
 
+_WARMED: dict[int, tuple[Backend, Execution | None]] = {}
+"""The backends this process has warmed up, by id (each held, so that its id stays its own), with what came of it."""
+
+
+def warmed(backend: Backend) -> Execution | None:
+    """`warm_up(backend)`, once per backend object in this process (the pytest plugin runs each case on its own)."""
+    if id(backend) not in _WARMED:
+        _WARMED[id(backend)] = backend, warm_up(backend)
+    return _WARMED[id(backend)][1]
+
+
 def execute(backend: Backend, request: Call) -> Execution:
     """Call the backend on copies of the inputs (grad_output included) in the call's layout: what it returned or
     raised, how long it took, what it changed."""
@@ -137,17 +148,14 @@ class InProcess:
     def __init__(self, backends: Sequence[Backend]) -> None:
         self._backends = backends
         self._done: list[tuple[int, Execution]] = []
-        self._warm: dict[int, Execution | None] = {}  # each backend's `warm_up` result, once it ran
 
     def submit(self, token: int, backend: int, request: Call, fresh: bool = False) -> None:
-        """Run the call (the backend's warm-up first, once); the working directory and NumPy's error state are as
+        """Run the call (the backend's warm-up first, once per process); the working directory and NumPy's error state are as
         before it, whatever the backend did."""
         directory = os.getcwd()
         try:
             with np.errstate(**np.geterr()):
-                if backend not in self._warm:
-                    self._warm[backend] = warm_up(self._backends[backend])
-                broken = self._warm[backend]
+                broken = warmed(self._backends[backend])
                 self._done.append((token, broken or execute(self._backends[backend], request)))
         finally:
             with contextlib.suppress(OSError):

@@ -14,7 +14,7 @@ from conformance.backends.numpy_backend import NumpyBackend
 from conformance.cli import main
 from conformance.isolation import Settings
 from conformance.loader import load_cases
-from conformance.registry import from_spec
+from conformance.registry import Entry, from_spec
 from conformance.results import NOT_REPRODUCED, REPRODUCED, Status
 
 CASES = Path(__file__).resolve().parent.parent / "cases" / "document.yaml"
@@ -114,6 +114,19 @@ def test_a_warm_up_that_raises_is_an_error_of_every_call(settings):
     results = _run("tests.test_slow_and_stateful:WarmUpRaises", settings, 2, alone=0)
     assert {r.status for r in results} == {Status.ERROR}
     assert "the backend's warm-up raised RuntimeError: no C++ compiler" in results[0].message
+
+
+def test_in_process_a_backend_warms_up_once_however_many_runs_call_it():
+    """As the pytest plugin runs each case in a run of its own."""
+    backend = WarmsSlowly()
+    backend.warm_ups, backend.compiled = 0, True
+    backend.warm_up = lambda: setattr(backend, "warm_ups", backend.warm_ups + 1)
+    cases = [case for case in load_cases([CASES]) if case.op == "bce"][:2]
+    for case in cases:
+        results = runner.run([case], [Entry(backend.name, "test", backend)], ["float32"], progress=False,
+                             isolation=None).results
+        assert results[0].status == Status.PASSED
+    assert backend.warm_ups == 1
 
 
 def test_a_failure_that_depends_on_earlier_calls_does_not_reproduce_alone(tmp_path, capsys):
