@@ -12,7 +12,10 @@ message are PyTorch's (the `pytorch` rejection convention). torch.compile has no
 forward-mode AD through AOTAutograd: those capabilities are absent. `warm_up` compiles once before the first
 timed call (the first compile of a process costs 10-45 s: inductor's imports, its compile workers, the C++
 toolchain check), then resets Dynamo's caches, so the run starts from a fresh compile state. The shipped
-manifest (data/expectations/torch-compile.yaml) lists the deviations from eager PyTorch. torch loads lazily.
+manifest (data/expectations/torch-compile.yaml) lists the deviations from eager PyTorch. A worker killed in the
+middle of a compile (a call over `--timeout`) can leave a truncated .so in inductor's on-disk cache, which later
+compiles load ("file too short"): give its calls a generous `--timeout` (tox -e torch-compile: 300 s). torch loads
+lazily.
 """
 from __future__ import annotations
 
