@@ -158,9 +158,18 @@ def _kind(number: str) -> str:
     return {"nan": "NaN", "inf": "inf", "-inf": "-inf"}.get(number.strip(), "finite")
 
 
+_SHIPPED = re.compile(r"/\S*?/(conformance/data/\S+?\.yaml)")
+"""An absolute path to a file the package ships (a manifest named in a message): the page shows it from the package."""
+
+
+def _message(result: dict[str, Any]) -> str:
+    """The result's message, paths to shipped files relative to the package's folder (no machine's path on the page)."""
+    return _SHIPPED.sub(r"\1", result["message"])
+
+
 def deviation_class(result: dict[str, Any]) -> str:
     """What a result that did not pass shares with its kind: its status and the kind of its discrepancy."""
-    message = result["message"].split(" [expected:")[0]
+    message = _message(result).split(" [expected:")[0]
     status = "expected failure" if result.get("expectation") == "expected" else result["status"]
     detail = message.split("elements differ; ", 1)[1] if "elements differ; " in message else ""
     mismatch = re.match(r"got (\S+?), expected (\S+?)(?: at|$|;)", detail)
@@ -183,7 +192,7 @@ def _cell(results: list[dict[str, Any]]) -> Cell:
         first.setdefault(deviation_class(r), r)
     deviations = tuple(Deviation(label, count, f"{first[label]['case_id']} [{first[label]['dtype']}]"
                                  + (f" d/d {first[label]['wrt']}" if first[label]["wrt"] else "")
-                                 + f": {first[label]['message'][:200]}")
+                                 + f": {_message(first[label])[:200]}")
                        for label, count in classes.most_common())
     return Cell(passed=sum(r["status"] == "passed" for r in results),
                 expected=sum(r.get("expectation") == "expected" for r in results),

@@ -100,3 +100,11 @@ def test_a_report_lists_the_coverage_of_each(page):
     coverage = {c["backend"]: c for c in document["coverage"]}
     assert coverage["numpy"]["judged"] == coverage["numpy"]["specified"]
     assert coverage["no-pos-weight"]["judged"] < coverage["no-pos-weight"]["specified"]
+
+
+def test_the_page_shows_shipped_files_from_the_package_not_this_machine():
+    result = {"status": "failed", "expectation": "expected", "case_id": "c", "dtype": "float32", "wrt": None,
+              "message": "expected failed (/home/me/src/conformance/data/expectations/jax.yaml:22: optax has none)"}
+    assert "/home/me" not in matrix.deviation_class(result)
+    (deviation,) = matrix._cell([result]).deviations
+    assert "(conformance/data/expectations/jax.yaml:22: optax" in deviation.example
