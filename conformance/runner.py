@@ -39,7 +39,7 @@ from .isolation import Settings, calls_for
 from .isolation import probe as isolation_probe
 from .journal import Journal
 from .registry import Entry
-from .results import GATE_FAILURES, NOT_REPRODUCED, REPRODUCED, BackendInfo, Result, Run, Status
+from .results import GATE_FAILURES, NOT_REPRODUCED, BackendInfo, Result, Run, Status
 
 __all__ = ["WARNING_STORM", "BackendInfo", "Run", "Settings", "inspect", "run"]
 
@@ -251,7 +251,9 @@ def run(
     returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal. With a `cache`,
     references and tolerances computed before are read from it (`conformance.cache`). When an isolated run has
     between 1 and `alone` failing calls, each is rerun alone in a fresh worker and its results say whether the
-    failure reproduced (`Result.alone`; the message says where it did not).
+    failure reproduced: one that did not is marked (`Result.alone`, and its message). A failure that reproduces is
+    left as it was, so that a deterministic backend's report does not depend on how many failures a run (or a shard)
+    had.
     """
     previous = previous or {}
     try:
@@ -309,10 +311,9 @@ def run(
                     continue
                 verdict = _verdict(specs[wrt], execution, wrt, entry.backend)
                 if verdict.status == result.status:
-                    result = replace(result, alone=REPRODUCED)
-                else:
-                    result = replace(result, alone=NOT_REPRODUCED, message=f"{result.message}; did not reproduce "
-                                     f"alone (rerun in a fresh worker: {verdict.status})")
+                    continue
+                result = replace(result, alone=NOT_REPRODUCED, message=f"{result.message}; did not reproduce "
+                                 f"alone (rerun in a fresh worker: {verdict.status})")
                 slots[first + offset] = result
                 if journal is not None:
                     journal.add(first + offset, result)
