@@ -87,6 +87,32 @@ def escaped(exc: BaseException) -> Execution:
     return Execution(fault=Verdict(Status.CRASHED, f"raised {describe(exc)} (a BaseException, not an Exception)"))
 
 
+def warm_up(backend: Backend) -> Execution | None:
+    """Run the adapter's optional `warm_up()` (a compile, a device start) before its first timed call: None when it
+    has none or it returned, else the error every call of this process gets."""
+    hook = getattr(backend, "warm_up", None)
+    if not callable(hook):
+        return None
+    try:
+        hook()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return Execution(fault=Verdict(Status.ERROR, f"the backend's warm-up raised {describe(exc)}"))
+    return None
+
+
+_WARMED: dict[int, tuple[Backend, Execution | None]] = {}
+"""The backends this process has warmed up, by id (each held, so that its id stays its own), with what came of it."""
+
+
+def warmed(backend: Backend) -> Execution | None:
+    """`warm_up(backend)`, once per backend object in this process (the pytest plugin runs each case on its own)."""
+    if id(backend) not in _WARMED:
+        _WARMED[id(backend)] = backend, warm_up(backend)
+    return _WARMED[id(backend)][1]
+
+
 def execute(backend: Backend, request: Call) -> Execution:
     """Call the backend on copies of the inputs (grad_output included) in the call's layout: what it returned or
     raised, how long it took, what it changed."""
@@ -124,11 +150,13 @@ class InProcess:
         self._done: list[tuple[int, Execution]] = []
 
     def submit(self, token: int, backend: int, request: Call, fresh: bool = False) -> None:
-        """Run the call; the working directory and NumPy's error state are as before it, whatever the backend did."""
+        """Run the call (the backend's warm-up first, once per process); the working directory and NumPy's error state are as
+        before it, whatever the backend did."""
         directory = os.getcwd()
         try:
             with np.errstate(**np.geterr()):
-                self._done.append((token, execute(self._backends[backend], request)))
+                broken = warmed(self._backends[backend])
+                self._done.append((token, broken or execute(self._backends[backend], request)))
         finally:
             with contextlib.suppress(OSError):
                 os.chdir(directory)

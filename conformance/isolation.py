@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .compare import Outcome, Verdict
-from .execution import Call, Calls, Execution, InProcess, describe, escaped, execute, shown
+from .execution import Call, Calls, Execution, InProcess, describe, escaped, execute, shown, warm_up
 from .registry import Entry
 from .results import BackendInfo, Status
 
@@ -45,6 +45,13 @@ DEFAULT_TIMEOUT = 30.0
 START_TIMEOUT = 120.0
 """Seconds a worker may take to start and load its backend, before its first call's own time limit begins: on a
 loaded machine a fork and an import can take longer than a short `--timeout`."""
+
+WARM_UP_TIMEOUT = 600.0
+"""Seconds an adapter's `warm_up()` may take in each worker, outside `--timeout`: torch.compile's first compile takes
+10-45 s on a busy 2-core machine."""
+
+WARMING = "warming"
+"""What a worker sends (with no token) when it has loaded its backend and starts its warm-up."""
 
 BATCH = 64
 """The most calls sent to a worker in one message."""
@@ -58,6 +65,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS
 class Settings:
     timeout: float = DEFAULT_TIMEOUT
     memory_limit: int | None = None  # bytes of data segment per worker (RLIMIT_DATA)
+    warm_up: float = WARM_UP_TIMEOUT  # seconds for the adapter's optional `warm_up()`, before the first timed call
 
 
 @dataclass(frozen=True)
@@ -243,6 +251,9 @@ def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
     if "torch" in sys.modules:  # imported before the variables were set (preloaded by the forkserver)
         sys.modules["torch"].set_num_threads(1)
     try:
+        if broken is None and callable(getattr(backend, "warm_up", None)):
+            conn.send((None, WARMING))  # loaded: the warm-up's own time limit starts now
+            broken = warm_up(backend)
         conn.send((None, None))  # ready: the runner's clock for the first call starts now
         while True:
             for token, request in conn.recv():
@@ -292,11 +303,12 @@ class _Lane:
         self.conn: Connection | None = None
         self.started = 0.0  # when the call at the head of `inflight` started, as far as the parent knows
         self.booting = False  # the worker has not said it is ready
+        self.warming = False  # the worker runs the adapter's `warm_up()`
         try:
-            self.entry, self.unsendable = pickle.dumps(entry), None
+            self.entry, self.given_up = pickle.dumps(entry), None
         except Exception as exc:
             self.entry = b""
-            self.unsendable = Execution(fault=Verdict(
+            self.given_up = Execution(fault=Verdict(
                 Status.ERROR, f"backend {entry.name!r} cannot be sent to a worker process "
                               f"({type(exc).__name__}: {exc}); register it (entry point or module:attr), "
                               f"or run with --no-isolation"))
@@ -309,7 +321,7 @@ class _Lane:
             process.start()
         finally:
             child.close()
-        self.process, self.conn, self.booting = process, parent, True
+        self.process, self.conn, self.booting, self.warming = process, parent, True, False
 
     def _kill(self) -> None:
         """SIGKILL the worker and its process group: whatever the adapter started goes with it."""
@@ -332,8 +344,8 @@ class _Lane:
         """Send the next batch when the worker is idle; calls that cannot be sent are answered at once."""
         if self.inflight or not self.queue:
             return []
-        if self.unsendable is not None:
-            done = [(token, self.unsendable) for token, _ in self.queue]
+        if self.given_up is not None:  # every call gets the same answer: no worker can run them
+            done = [(token, self.given_up) for token, _ in self.queue]
             self.queue.clear()
             return done
         if self.process is not None and not self.process.is_alive():  # died while idle: nothing of ours was running
@@ -373,8 +385,9 @@ class _Lane:
                 execution = Execution(fault=Verdict(Status.ERROR, f"the backend's answer could not be read: "
                                                                   f"{type(exc).__name__}: {exc}"))
             self.started = time.monotonic()
-            if token is None:  # the worker is ready
-                self.booting = False
+            if token is None:  # the worker is warming up (its backend is loaded), or ready
+                self.warming = execution == WARMING
+                self.booting = self.warming
                 continue
             self.inflight.popleft()
             done.append((token, _revived(execution)))
@@ -391,7 +404,10 @@ class _Lane:
 
     @property
     def deadline(self) -> float:
-        """When the call at the head of `inflight` overruns (a starting worker has `START_TIMEOUT` more)."""
+        """When the call at the head of `inflight` overruns (a starting worker has `START_TIMEOUT` more; a warm-up has
+        its own limit)."""
+        if self.warming:
+            return self.started + self.workers.settings.warm_up
         return self.started + self.workers.settings.timeout + (START_TIMEOUT if self.booting else 0.0)
 
     def _spoiled(self, execution: Execution) -> bool:
@@ -420,6 +436,12 @@ class _Lane:
     def _overran(self) -> list[tuple[int, Execution]]:
         assert self.process is not None
         self._kill()
+        if self.warming:  # every worker would warm up as long: the backend's calls are not run
+            limit = self.workers.settings.warm_up
+            self.given_up = Execution(fault=Verdict(Status.TIMEOUT, f"not run: the backend's warm-up did not finish "
+                                                                    f"within {limit:g} s"))
+            return self._ended(Verdict(Status.TIMEOUT, f"the backend's warm-up did not finish within {limit:g} s; "
+                                                       f"the worker process was killed"))
         if self.booting:
             return self._ended(Verdict(Status.TIMEOUT, f"the worker process did not start within "
                                                        f"{START_TIMEOUT + self.workers.settings.timeout:g} s; "

@@ -1,8 +1,13 @@
 """The cross-framework matrix: per backend x area (data/matrix-areas.yaml), the pass rate and the classes of
-deviation, one example each; rendered as Markdown and as one self-contained HTML page."""
+deviation, one example each; rendered as Markdown and as one self-contained HTML page.
+
+It reads JSON reports of `run` and JSON atlases of `accuracy`: each row of an atlas (backend x op x dtype x
+region, judged against an accuracy budget) counts as one result of the accuracy area.
+"""
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -10,9 +15,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
+from . import saved
 from .documents import read_validated, schema_validator
+from .errors import ConfigError
+from .journal import parse_json
+from .registry import Entry
 
 AREAS_FILE = Path(str(resources.files("conformance"))) / "data" / "matrix-areas.yaml"
+ATLAS_FORMAT = "bce-accuracy-atlas"
+ACCURACY_POINTS = 64
+"""Points per region and dtype of the small atlas `matrix` sweeps for its accuracy area (exhaustive regions left out)."""
 
 
 @dataclass(frozen=True)
@@ -21,8 +35,11 @@ class Area:
     title: str
     tags: frozenset[str] = frozenset()
     rejection: bool = False
+    accuracy: bool = False
 
     def holds(self, result: dict[str, Any]) -> bool:
+        if self.accuracy:
+            return result.get("area") == "accuracy"
         if self.rejection:
             return result["expected"].startswith("rejection (")
         return bool(self.tags & set(result["tags"]))
@@ -58,16 +75,101 @@ class Matrix:
 
 def load_areas(path: Path = AREAS_FILE) -> list[Area]:
     data, _ = read_validated(path, schema_validator("matrix-areas"))
-    return [Area(a["id"], a["title"], frozenset(a.get("tags", ())), a.get("rejection", False)) for a in data["areas"]]
+    return [Area(a["id"], a["title"], frozenset(a.get("tags", ())), a.get("rejection", False), a.get("accuracy", False))
+            for a in data["areas"]]
+
+
+_BUDGET_STATUS = {"within": "passed", "known": "failed", "breach": "failed", "error": "error", "ungated": "skipped"}
+"""What an atlas row's budget verdict (conformance/accuracy/budget.py) counts as in the matrix."""
+
+
+def _accuracy_result(row: dict[str, Any]) -> dict[str, Any]:
+    """An atlas row as a result of the accuracy area: passed within its budget, an expected failure beyond it as a
+    known deviation, failed beyond it otherwise; skipped without a budget."""
+    verdict = row["budget"] or {"status": "ungated", "breaches": [], "limits": {}}
+    worst = None if row["max_ulp"] is None else float(row["max_ulp"])  # 'inf' and 'nan' are strings
+    if verdict["status"] in ("within", "ungated"):
+        message = f"{row['op']}: max {worst:.3g} ulp" if worst is not None else f"{row['op']}: not measured"
+        message += ", within " + ", ".join(f"{k} <= {v:g}" for k, v in verdict["limits"].items()) \
+            if verdict["status"] == "within" else " (no budget)"
+    else:
+        message = f"{row['op']}: " + "; ".join(verdict["breaches"])
+    return {"backend": row["backend"], "case_id": row["region"], "dtype": row["dtype"], "wrt": None, "tags": [],
+            "expected": "", "area": "accuracy", "status": _BUDGET_STATUS[verdict["status"]], "message": message,
+            "expectation": "expected" if verdict["status"] == "known" else ""}
+
+
+def _results(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results of a JSON report, or of an accuracy atlas (one per row)."""
+    if document.get("format") == ATLAS_FORMAT:
+        return [_accuracy_result(row) for row in document["rows"]]
+    return list(document["results"])
+
+
+_ATLAS_FIELDS = {
+    "type": "object", "required": ["format", "version", "backends", "rows"],
+    "properties": {
+        "backends": {"type": "array", "items": {"type": "object", "required": ["name", "available", "version", "reason"]}},
+        "rows": {"type": "array", "items": {
+            "type": "object", "required": ["backend", "op", "dtype", "region", "max_ulp", "budget"],
+            "properties": {"budget": {"oneOf": [{"type": "null"}, {
+                "type": "object", "required": ["status", "limits", "breaches"],
+                "properties": {"status": {"enum": sorted(_BUDGET_STATUS)},
+                               "breaches": {"type": "array", "items": {"type": "string"}}}}]}}}},
+    },
+}
+"""What the matrix reads of an accuracy atlas (docs/accuracy.md#json)."""
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A JSON report or results file (`saved.document`), or a JSON accuracy atlas, checked: one line naming the file
+    where it is neither."""
+    try:
+        document = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return saved.document(path)  # which says what is wrong with it
+    if not isinstance(document, dict) or document.get("format") != ATLAS_FORMAT:
+        return saved.document(path)
+    from .accuracy.report import ATLAS_VERSION
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_ATLAS_FIELDS).iter_errors(document))
+    if error is None and document["version"] != ATLAS_VERSION:
+        raise ConfigError(f"{path}: an accuracy atlas of version {document['version']!r}; this harness reads "
+                          f"{ATLAS_VERSION}")
+    if error is not None:
+        where = "".join(f"[{p!r}]" for p in error.absolute_path)[:200] or "the top level"
+        raise ConfigError(f"{path}: not an accuracy atlas ({error.message[:200]} at {where})")
+    return document
+
+
+def accuracy_document(entries: list[Entry], progress: bool | None = None) -> dict[str, Any]:
+    """A small accuracy atlas of the entries (ACCURACY_POINTS per region and dtype), judged by the shipped budget, as
+    its JSON document."""
+    from .accuracy.atlas import build as build_atlas
+    from .accuracy.budget import default_budget_file, judge, load_budget
+    from .accuracy.regions import load_regions, select
+    from .accuracy.report import render_json
+
+    atlas = build_atlas(select(load_regions(), None, None, False), entries, points=ACCURACY_POINTS, progress=progress)
+    return dict(json.loads(render_json(atlas, judge(load_budget(default_budget_file()), atlas.rows))))
 
 
 def _kind(number: str) -> str:
     return {"nan": "NaN", "inf": "inf", "-inf": "-inf"}.get(number.strip(), "finite")
 
 
+_SHIPPED = re.compile(r"/\S*?/(conformance/data/\S+?\.yaml)")
+"""An absolute path to a file the package ships (a manifest named in a message): the page shows it from the package."""
+
+
+def _message(result: dict[str, Any]) -> str:
+    """The result's message, paths to shipped files relative to the package's folder (no machine's path on the page)."""
+    return _SHIPPED.sub(r"\1", result["message"])
+
+
 def deviation_class(result: dict[str, Any]) -> str:
     """What a result that did not pass shares with its kind: its status and the kind of its discrepancy."""
-    message = result["message"].split(" [expected:")[0]
+    message = _message(result).split(" [expected:")[0]
     status = "expected failure" if result.get("expectation") == "expected" else result["status"]
     detail = message.split("elements differ; ", 1)[1] if "elements differ; " in message else ""
     mismatch = re.match(r"got (\S+?), expected (\S+?)(?: at|$|;)", detail)
@@ -90,7 +192,7 @@ def _cell(results: list[dict[str, Any]]) -> Cell:
         first.setdefault(deviation_class(r), r)
     deviations = tuple(Deviation(label, count, f"{first[label]['case_id']} [{first[label]['dtype']}]"
                                  + (f" d/d {first[label]['wrt']}" if first[label]["wrt"] else "")
-                                 + f": {first[label]['message'][:200]}")
+                                 + f": {_message(first[label])[:200]}")
                        for label, count in classes.most_common())
     return Cell(passed=sum(r["status"] == "passed" for r in results),
                 expected=sum(r.get("expectation") == "expected" for r in results),
@@ -105,7 +207,7 @@ def build(documents: list[dict[str, Any]], areas: list[Area]) -> Matrix:
         for b in document["backends"]:
             if b["available"] or b["name"] not in backends:
                 backends[b["name"]] = b["version"] if b["available"] else f"unavailable: {b['reason']}"
-        results += document["results"]
+        results += _results(document)
     matrix = Matrix(sorted(backends.items()), areas)
     for name in backends:
         mine = [r for r in results if r["backend"] == name]

@@ -132,7 +132,7 @@ class Option:
 
 
 BACKEND = Option("backend", "backend name or package.module:attr (repeatable; the command line runs every built-in "
-                            "backend without it, the pytest plugin nothing)",
+                            "backend but the opt-in torch-compile without it, the pytest plugin nothing)",
                  {"action": "append", "metavar": "NAME"})
 CASES = Option("cases", "case file or folder (repeatable; default: the shipped cases)",
                {"action": "append", "type": Path, "metavar": "PATH"})

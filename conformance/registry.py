@@ -119,9 +119,10 @@ def known() -> list[Entry]:
 
 
 def select(names: list[str] | None) -> list[Entry]:
-    """The backends to run: the named ones (names or module:attr specs), else every built-in one."""
+    """The backends to run: the named ones (names or module:attr specs), else every built-in one but those that run
+    only when named (an adapter's optional `opt_in`, true for one whose full run takes too long for a default)."""
     if not names:
-        return builtin()
+        return [entry for entry in builtin() if not getattr(entry.backend, "opt_in", False)]
     table = {entry.name: entry for entry in known()}
     selected: list[Entry] = []
     for name in names:

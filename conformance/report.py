@@ -21,6 +21,7 @@ from .results import (
     AS_SPECIFIED,
     EXPECTED,
     GATE_FAILURES,
+    NOT_REPRODUCED,
     NOT_RUN,
     UNEXPECTED_PASS,
     BackendInfo,
@@ -243,6 +244,10 @@ def _tables(run: Run, tablefmt: str) -> list[str]:
         if stateful:
             sections.append(f"{', '.join(stateful)} declares itself stateful: a failure may depend on the calls "
                             f"that ran before it in the same worker, and may pass when rerun alone.")
+        alone = sum(r.alone == NOT_REPRODUCED for r in bad)
+        if alone:
+            sections.append(f"{alone} of these failures did not reproduce when rerun alone in a fresh worker: each "
+                            f"depended on the calls that ran before it in the same worker.")
     sections.append(_closing_line(run))
     return sections
 

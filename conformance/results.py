@@ -24,6 +24,8 @@ class Status(str, Enum):
 NOT_RUN = (Status.SKIPPED, Status.UNSUPPORTED)
 EXPECTED, UNEXPECTED_PASS = "expected", "unexpected-pass"
 """The marks an expectations manifest puts on a result (`Result.expectation`)."""
+NOT_REPRODUCED = "not reproduced"
+"""The mark of a failure that, rerun alone in a fresh worker after the run, gave another status (`Result.alone`)."""
 EXACT, AS_SPECIFIED = "exact", "as specified"
 """Which reference a passing value matched (`Result.matched`): the exact value, or only PyTorch's algorithm in the dtype."""
 GATE_FAILURES = (Status.FAILED, Status.ERROR, Status.CRASHED, Status.TIMEOUT)
@@ -59,6 +61,7 @@ class Result:
     expectation: str = ""  # "expected" or "unexpected-pass" where an expectations manifest lists it (expectations.py)
     layout: str = "c"  # the memory layout the backend received the arrays in (inputs.LAYOUTS)
     matched: str = ""  # a compared pass: EXACT, or AS_SPECIFIED where only PyTorch's algorithm in the dtype admits it
+    alone: str = ""  # NOT_REPRODUCED: a failure that rerun alone gave another status; "" otherwise (or not rerun)
 
     @property
     def key(self) -> ResultKey:

@@ -7,7 +7,7 @@ journal, and returned in a fixed order, so that two runs on the same inputs give
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Iterable, Mapping, Sequence
 
@@ -28,7 +28,7 @@ from .isolation import Settings, calls_for
 from .journal import Journal
 from .probing import probe
 from .registry import Entry
-from .results import BackendInfo, Result, ResultKey, Run, Status
+from .results import GATE_FAILURES, NOT_REPRODUCED, BackendInfo, Result, ResultKey, Run, Status
 
 __all__ = ["BackendInfo", "Run", "Settings", "run"]
 
@@ -36,6 +36,10 @@ IN_FLIGHT = 2048
 """The most calls waiting for their answer: when the workers fall behind (a warm reference cache makes the runner
 fast), the runner waits, so that memory does not grow with the number of cases. Above the shipped cases' 1,500
 calls: a runner that waits reacts late to a worker that wants its next batch."""
+
+ALONE = 10
+"""An isolated run with at most this many failing backend calls reruns each alone, in a fresh worker, after the run:
+a failure that does not reproduce there depended on the calls before it (`Result.alone`)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ def run(
     journal: Journal | None = None,
     cache: Cache | None = None,
     layouts: Sequence[str] | None = None,
+    alone: int = ALONE,
 ) -> Run:
     """Every case x dtype x available backend, backend calls in worker processes unless `isolation` is None.
 
@@ -166,7 +171,11 @@ def run(
     Results in `previous` (keyed by `Result.key`) are taken as they are where a call's results are all there;
     new results go to the journal as they are judged. Ctrl-C (KeyboardInterrupt) ends the run early: it
     returns what finished, with `complete` False. `progress=None` shows a bar only on a terminal. With a `cache`,
-    references and tolerances computed before are read from it (`conformance.cache`).
+    references and tolerances computed before are read from it (`conformance.cache`). When an isolated run has
+    between 1 and `alone` failing calls, each is rerun alone in a fresh worker and its results say whether the
+    failure reproduced: one that did not is marked (`Result.alone`, and its message). A failure that reproduces is
+    left as it was, so that a deterministic backend's report does not depend on how many failures a run (or a shard)
+    had.
     """
     previous = previous or {}
     try:
@@ -180,7 +189,8 @@ def run(
     # the results of one case x dtype x backend take consecutive places in the run's order, from `first`
     firsts = list(accumulate((len(case.checks) * len(active) for case, _, _ in work), initial=0))
     slots: list[Result | None] = [None] * firsts[-1]
-    waiting: dict[int, tuple[Entry, Case, str, str, dict[str | None, _Specified]]] = {}
+    waiting: dict[int, tuple[Entry, Case, str, str, dict[str | None, _Specified], int, Call]] = {}
+    failed: dict[int, tuple[Entry, Case, str, str, dict[str | None, _Specified], int, Call]] = {}  # up to `alone` + 1
     outcome = Run(backends=infos)
     if journal is not None:
         journal.begin(infos)
@@ -203,10 +213,32 @@ def run(
 
     def judge(done: Iterable[tuple[int, Execution]]) -> None:
         for first, execution in done:
-            entry, case, dtype, layout, specs = waiting.pop(first)
+            entry, case, dtype, layout, specs, _, _ = sent = waiting.pop(first)
             assert entry.backend is not None  # only available backends are called
             verdicts = {wrt: _verdict(spec, execution, wrt, entry.backend) for wrt, spec in specs.items()}
             settle_call(first, entry, case, dtype, layout, verdicts, execution.seconds)
+            if len(failed) <= alone and any(v.status in GATE_FAILURES for v in verdicts.values()):
+                failed[first] = sent
+
+    def rerun_alone() -> None:
+        """Each failing call again, alone in a fresh worker: mark its failing results with what came of it."""
+        for first, (_, _, _, _, _, index, request) in failed.items():
+            calls.submit(first, index, request, fresh=True)
+        for first, execution in calls.drain():
+            entry, case, _, _, specs, _, _ = failed[first]
+            assert entry.backend is not None
+            for offset, wrt in enumerate(case.checks):
+                result = slots[first + offset]
+                if result is None or result.status not in GATE_FAILURES:
+                    continue
+                verdict = _verdict(specs[wrt], execution, wrt, entry.backend)
+                if verdict.status == result.status:
+                    continue
+                result = replace(result, alone=NOT_REPRODUCED, message=f"{result.message}; did not reproduce "
+                                 f"alone (rerun in a fresh worker: {verdict.status})")
+                slots[first + offset] = result
+                if journal is not None:
+                    journal.add(first + offset, result)
 
     try:
         built: tuple[Case, str, tuple[Inputs | None, dict[str | None, _Specified]]] | None = None
@@ -247,14 +279,16 @@ def run(
                     settle_call(first, entry, case, dtype, layout,
                                 {wrt: Verdict(Status.ERROR, spec.error or "") for wrt, spec in specs.items()})
                 else:
-                    waiting[first] = (entry, case, dtype, layout, specs)
                     request = Call(case.op, inputs.arrays(), inputs.reduction, case.grad, layout, case.derivative)
+                    waiting[first] = (entry, case, dtype, layout, specs, index, request)
                     calls.submit(first, index, request, fresh=_poisons(entry, case))
             judge(calls.ready())
             while len(waiting) > IN_FLIGHT:
                 time.sleep(0.002)
                 judge(calls.ready())
         judge(calls.drain())
+        if isolation is not None and 0 < len(failed) <= alone:
+            rerun_alone()
     except KeyboardInterrupt:
         outcome.complete = False
     finally:

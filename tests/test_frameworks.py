@@ -101,7 +101,8 @@ def test_the_matrix_has_every_backend_and_area(page):
 
 
 def test_the_matrix_renders_again_from_reports(page, tmp_path):
-    assert main(["matrix", "--from", str(page / "report.json"), "--output-dir", str(tmp_path)]) == 0
+    sources = [str(page / "report.json"), str(page / "report.accuracy.json")]  # the run, and its accuracy atlas
+    assert main(["matrix", "--from", *sources, "--output-dir", str(tmp_path)]) == 0
     assert (tmp_path / "matrix.md").read_text() == (page / "matrix.md").read_text()
 
 
@@ -132,3 +133,11 @@ def test_a_report_lists_the_coverage_of_each(page):
     coverage = {c["backend"]: c for c in document["coverage"]}
     assert coverage["numpy"]["judged"] == coverage["numpy"]["specified"]
     assert coverage["no-pos-weight"]["judged"] < coverage["no-pos-weight"]["specified"]
+
+
+def test_the_page_shows_shipped_files_from_the_package_not_this_machine():
+    result = {"status": "failed", "expectation": "expected", "case_id": "c", "dtype": "float32", "wrt": None,
+              "message": "expected failed (/home/me/src/conformance/data/expectations/jax.yaml:22: optax has none)"}
+    assert "/home/me" not in matrix.deviation_class(result)
+    (deviation,) = matrix._cell([result]).deviations
+    assert "(conformance/data/expectations/jax.yaml:22: optax" in deviation.example

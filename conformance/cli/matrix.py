@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .. import expectations, matrix, named, options, report, runner, saved
+from .. import expectations, matrix, named, options, report, runner
 from ..gates import EXIT_OK
 from ..loader import load_cases
 from . import output
@@ -16,7 +16,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Run every available backend (or read --from reports) and write the matrix as Markdown and HTML."""
     areas = matrix.load_areas()
     if args.sources:
-        documents = [saved.document(path) for path in args.sources]
+        documents = [matrix.load(path) for path in args.sources]
     else:
         values = options.Values.of_namespace(args)
         run = runner.run(load_cases(args.cases), values.entries(), progress=args.progress, isolation=values.isolation())
@@ -26,9 +26,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         for warning in warnings:
             print(f"conformance: warning: {warning}", file=sys.stderr)
         run.command = output.command_line(args)
-        documents = [json.loads(report.render_json(run))]
+        atlas = matrix.accuracy_document(values.entries(), args.progress)  # the accuracy area
+        documents = [json.loads(report.render_json(run)), atlas]
         if args.report is not None:
             output.write(report.render_json(run), args.report)
+            output.write(json.dumps(atlas, indent=2) + "\n", args.report.with_suffix(".accuracy.json"))
     built = matrix.build(documents, areas)
     output.write(matrix.render_markdown(built), args.output_dir / "matrix.md")
     output.write(matrix.render_html(built), args.output_dir / "matrix.html")
@@ -41,11 +43,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("matrix", help="per backend x area: pass rate and classes of deviation, as Markdown "
                                              "and one self-contained HTML page")
     sub.add_argument("--from", dest="sources", nargs="+", type=Path, metavar="REPORT",
-                     help="render these JSON reports (or results files), e.g. one per framework environment, "
-                          "instead of running")
+                     help="render these JSON reports (or results files) and accuracy atlases (accuracy --format "
+                          "json), e.g. one each per framework environment, instead of running")
     options.BACKEND.add_argument(sub)
     options.CASES.add_argument(sub)
-    sub.add_argument("--report", type=Path, metavar="FILE", help="also write the run's JSON report here")
+    sub.add_argument("--report", type=Path, metavar="FILE",
+                     help="also write the run's JSON report here, and its accuracy atlas beside it (.accuracy.json)")
     sub.add_argument("--output-dir", type=Path, default=Path("matrix"), metavar="DIR",
                      help="where matrix.md and matrix.html go (default: ./matrix)")
     output.add_progress(sub)
