@@ -29,7 +29,7 @@ def test_it_runs_only_when_named():
 
 def test_it_declares_itself_stateful_and_without_second_order_or_forward_mode():
     (info,) = probing.inspect(registry.select(["torch-compile"]))
-    assert info.stateful and set(info.gradients) == {"bce", "bce_with_logits"}
+    assert info.stateful and set(info.gradients) == {"bce", "bce_with_logits", "sigmoid_bce"}
     backend = TorchCompileBackend()
     assert backend.bce_grad2 is None and backend.bce_jvp is None
 

@@ -60,6 +60,13 @@ def _sigmoid(input: Any) -> Any:
     return torch.sigmoid(input)
 
 
+def _sigmoid_bce(input: Any, target: Any, weight: Any, reduction: Any) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    return F.binary_cross_entropy(torch.sigmoid(input), target, weight=weight, reduction=reduction)
+
+
 @functools.cache
 def _compiled(function: Callable[..., Any]) -> Callable[..., Any]:
     """`function` compiled by inductor, once per process; a refusal while tracing raises PyTorch's own error."""
@@ -149,6 +156,13 @@ class TorchCompileBackend(TorchBackend):
                                                     "pos_weight": pos_weight}
         return self._autograd(lambda **t: loss(t["input"], t["target"], t["weight"], t["pos_weight"], reduction),
                               tensors, grad_output, wrt)
+
+    def sigmoid_bce_grad(self, input: np.ndarray, target: np.ndarray, *, weight: np.ndarray | None, reduction: Any,
+                         grad_output: np.ndarray, wrt: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Autograd of BCELoss of torch.sigmoid, both compiled in one graph."""
+        loss = _compiled(_sigmoid_bce)
+        return self._autograd(lambda **t: loss(t["input"], t["target"], t["weight"], reduction),
+                              {"input": input, "target": target, "weight": weight}, grad_output, wrt)
 
 
 BACKENDS = [TorchCompileBackend()]
