@@ -264,7 +264,7 @@ def _html_cell(cell: Cell) -> str:
     bar = f'<div class="bar"><span style="width:{100 * cell.rate:.1f}%"></span></div>'
     classes = "".join(f"<li><b>{d.count}</b> {html.escape(d.label)}<br><i>{html.escape(d.example)}</i></li>"
                       for d in cell.deviations)
-    details = (f"<details><summary>{len(cell.deviations)} classes</summary><ul>{classes}</ul></details>"
+    details = (f"<details><summary>{len(cell.deviations)} class{'' if len(cell.deviations) == 1 else 'es'}</summary><ul>{classes}</ul></details>"
                if cell.deviations else "")
     return (f'<td style="background:hsl({hue},60%,92%)">{cell.passed}/{cell.results}'
             f"<br>{100 * cell.rate:.0f}%{bar}{details}</td>")
