@@ -164,3 +164,26 @@ def test_an_error_of_the_reference_is_not_kept(tmp_path):
     run = _run(load_cases([path]), cache)
     assert {r.status for r in run.results if r.case_id == "cache-a"} == {"error"}
     assert len(cache.entries()) == 4  # cache-b's four dtypes only
+
+
+def test_a_case_file_validated_once_is_not_validated_again_and_an_invalid_one_never_passes(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    from conformance import documents
+    from conformance.errors import ConfigError
+
+    store = Cache(tmp_path / "cache")
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(TWO_CASES)
+    bad.write_text(TWO_CASES.replace("op: bce\n", "op: bce\n    colour: red\n"))
+    validations = []
+    validate = documents._validate
+    monkeypatch.setattr(documents, "_validate", lambda *args: validations.append(args[0]) or validate(*args))
+    assert load_cases([good], store) == load_cases([good], store) == load_cases([good])
+    assert validations == [good, good]  # the first load with the cache, and the one without it
+    for _ in range(2):  # an invalid file is validated, and refused, each time
+        with pytest.raises(ConfigError, match=r"bad\.yaml:.*colour"):
+            load_cases([bad], store)
+    assert validations[2:] == [bad, bad]
+    good.write_text(TWO_CASES.replace("first", "the first"))  # edited: validated again
+    load_cases([good], store)
+    assert validations[4:] == [good]
