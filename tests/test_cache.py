@@ -187,3 +187,27 @@ def test_a_case_file_validated_once_is_not_validated_again_and_an_invalid_one_ne
     good.write_text(TWO_CASES.replace("first", "the first"))  # edited: validated again
     load_cases([good], store)
     assert validations[4:] == [good]
+
+
+def test_an_isolated_run_remembers_what_probing_imported_and_a_wrong_hint_changes_no_verdict(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conformance.runner import preload_hint
+
+    env = {**os.environ, cache_module.ENV: str(tmp_path)}
+    command = [sys.executable, "-m", "conformance", "run", "--backend", "numpy", "-k", "^bce-", "--dtype", "float32",
+               "--format", "json", "--no-progress"]
+    store, hint = Cache(tmp_path), preload_hint(registry.select(["numpy"]))
+
+    def results() -> list[tuple[str, str]]:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        return [(r["case_id"], r["status"]) for r in json.loads(done.stdout)["results"]]
+
+    first = results()
+    remembered = store.read(hint)
+    assert remembered is not None and isinstance(remembered[0], list)
+    store.store(hint, ["no_such_module_of_bce"])  # the forkserver's preload ignores what it cannot import
+    assert results() == first
+    assert store.read(hint) == remembered  # put right by the probe
