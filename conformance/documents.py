@@ -131,13 +131,8 @@ _SafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def parse(path: Path) -> tuple[Any, yaml.Node | None]:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{path}: file larger than {MAX_FILE_BYTES // 2**20} MiB")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+def parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    """The data and node tree of the YAML document `text`, read from `path` (`_read`)."""
     loader = None
     try:
         loader = _SafeLoader(text)
@@ -154,6 +149,15 @@ def parse(path: Path) -> tuple[Any, yaml.Node | None]:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _read(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: file larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
 
 
 def line_of(node: yaml.Node | None, path: Iterable[Any]) -> int:
@@ -179,19 +183,20 @@ def read_validated(path: Path, validator: jsonschema.protocols.Validator,
     With a `cache`, a document validated before (the same bytes under the same schema, jsonschema and parser) is
     not validated again (`validated_key`). Raises ConfigError naming the file and line of the first problem.
     """
-    data, root = parse(path)
+    text = _read(path)
+    data, root = parse(path, text)
     if cache is None:
         _validate(path, data, root, validator)
     else:
-        cache.recall(validated_key(path, validator), lambda: _validate(path, data, root, validator))
+        cache.recall(validated_key(text, validator), lambda: _validate(path, data, root, validator))
     return data, root
 
 
-def validated_key(path: Path, validator: jsonschema.protocols.Validator) -> str:
-    """The hex key under which `Cache` remembers that this file's bytes passed this schema: a hash of the bytes, the
-    schema, jsonschema's version and this module's source (which turns the bytes into the data validated)."""
+def validated_key(text: str, validator: jsonschema.protocols.Validator) -> str:
+    """The hex key under which `Cache` remembers that a document's `text` passed this schema: a hash of the text, the
+    schema, jsonschema's version and this module's source (which turns the text into the data validated)."""
     digest = hashlib.sha256(b"validated-document-v1\0")
-    for part in (json.dumps(validator.schema, sort_keys=True).encode(), _parser_digest(), path.read_bytes()):
+    for part in (json.dumps(validator.schema, sort_keys=True).encode(), _parser_digest(), text.encode()):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()
 
