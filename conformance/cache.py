@@ -211,26 +211,34 @@ class Cache:
         return self.recall(key(case, inputs, dtype, self.sources), compute, keep)
 
     def recall(self, name: str, compute: Callable[[], T], keep: Callable[[T], bool] = lambda value: True) -> T:
-        path = self.path(name)
+        found = self.read(name)
+        if found is not None:
+            return found[0]
+        value = compute()
+        if keep(value):
+            self.store(name, value)
+        return value
+
+    def read(self, name: str) -> tuple[Any] | None:
+        """The value of entry `name` (in a 1-tuple), or None where there is none or it fails its checksum."""
         try:
-            data = path.read_bytes()
+            data = self.path(name).read_bytes()
         except OSError:
             data = None
         if data is not None:
             try:
                 value = decode(data)
-            except Exception:  # a torn, truncated or tampered entry: recomputed below and rewritten
+            except Exception:  # a torn, truncated or tampered entry: recomputed by the caller and rewritten
                 self.stats.corrupt += 1
             else:
                 self.stats.hits += 1
-                return value
+                return (value,)
         self.stats.misses += 1
-        value = compute()
-        if keep(value):
-            self._store(path, value)
-        return value
+        return None
 
-    def _store(self, path: Path, value: Any) -> None:
+    def store(self, name: str, value: Any) -> None:
+        """Keep `value` as entry `name` (atomically); a value the format cannot hold is not kept."""
+        path = self.path(name)
         try:
             data = encode(value)
         except Uncacheable:

@@ -7,16 +7,21 @@ duplicate keys, and refuses deep or huge documents while composing them, before 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
-from importlib import resources
+from functools import lru_cache
+from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import jsonschema
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 MAX_FILE_BYTES = 2**20
 """A document's size (the shipped case files hold 7 KB at most): YAML parses at about 1 s per MiB, and a file must
@@ -126,13 +131,8 @@ _SafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def parse(path: Path) -> tuple[Any, yaml.Node | None]:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{path}: file larger than {MAX_FILE_BYTES // 2**20} MiB")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+def parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    """The data and node tree of the YAML document `text`, read from `path` (`_read`)."""
     loader = None
     try:
         loader = _SafeLoader(text)
@@ -151,6 +151,15 @@ def parse(path: Path) -> tuple[Any, yaml.Node | None]:
             loader.dispose()
 
 
+def _read(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: file larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
 def line_of(node: yaml.Node | None, path: Iterable[Any]) -> int:
     """1-based line of the node at `path` (keys and indices), or of its deepest existing ancestor."""
     line = node.start_mark.line + 1 if node is not None else 1
@@ -167,12 +176,39 @@ def line_of(node: yaml.Node | None, path: Iterable[Any]) -> int:
     return line
 
 
-def read_validated(path: Path, validator: jsonschema.protocols.Validator) -> tuple[Any, yaml.Node | None]:
+def read_validated(path: Path, validator: jsonschema.protocols.Validator,
+                   cache: Cache | None = None) -> tuple[Any, yaml.Node | None]:
     """A YAML file's data, valid under `validator`, and its node tree (for line numbers).
 
-    Raises ConfigError naming the file and line of the first problem.
+    With a `cache`, a document validated before (the same bytes under the same schema, jsonschema and parser) is
+    not validated again (`validated_key`). Raises ConfigError naming the file and line of the first problem.
     """
-    data, root = parse(path)
+    text = _read(path)
+    data, root = parse(path, text)
+    if cache is None:
+        _validate(path, data, root, validator)
+    else:
+        cache.recall(validated_key(text, validator), lambda: _validate(path, data, root, validator))
+    return data, root
+
+
+def validated_key(text: str, validator: jsonschema.protocols.Validator) -> str:
+    """The hex key under which `Cache` remembers that a document's `text` passed this schema: a hash of the text, the
+    schema, jsonschema's version and this module's source (which turns the text into the data validated)."""
+    digest = hashlib.sha256(b"validated-document-v1\0")
+    for part in (json.dumps(validator.schema, sort_keys=True).encode(), _parser_digest(), text.encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _parser_digest() -> bytes:
+    """jsonschema's version and this module's source."""
+    return hashlib.sha256(metadata.version("jsonschema").encode() + b"\0" + Path(__file__).read_bytes()).digest()
+
+
+def _validate(path: Path, data: Any, root: yaml.Node | None, validator: jsonschema.protocols.Validator) -> bool:
+    """True where `data` is valid under `validator`; else ConfigError naming the file and line of the first problem."""
     try:
         errors = list(validator.iter_errors(data))
         # An unknown key shows as an unevaluated property; a bad known key makes its siblings look unevaluated too.
@@ -184,7 +220,7 @@ def read_validated(path: Path, validator: jsonschema.protocols.Validator) -> tup
         location = "/".join(str(step) for step in error.absolute_path) or "(top level)"
         message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
         raise ConfigError(f"{path}:{line_of(root, error.absolute_path)}: {location}: {message}")
-    return data, root
+    return True
 
 
 def read(path: Path, schema: str, what: str) -> tuple[Any, yaml.Node | None]:

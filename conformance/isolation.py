@@ -290,6 +290,17 @@ def _context() -> Any:
     return multiprocessing.get_context(method)
 
 
+def start_forkserver(preload: Iterable[str]) -> Any:
+    """Start the forkserver where the platform has one (else nothing), importing `preload` for every worker it will
+    fork; the multiprocessing context workers start from. Returns at once: its imports overlap the caller's work.
+    Only the first call starts it: a later one finds it running, with the modules it preloaded."""
+    context = _context()
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["__main__", __name__, f"{__package__}._forkserver", *sorted(preload)])
+        multiprocessing.forkserver.ensure_running()
+    return context
+
+
 class _Lane:
     """The worker process that runs one backend's calls; a `single_use` lane starts a fresh worker for every call."""
 
@@ -456,10 +467,7 @@ class Workers:
     def __init__(self, entries: Sequence[Entry], settings: Settings = Settings(), preload: Iterable[str] = ()) -> None:
         """`preload`: modules the forkserver imports for every worker (those the backends imported when probed)."""
         self.settings = settings
-        self.context = _context()
-        if self.context.get_start_method() == "forkserver":  # takes effect when the forkserver starts, once
-            self.context.set_forkserver_preload(["__main__", __name__, f"{__package__}._forkserver", *sorted(preload)])
-            multiprocessing.forkserver.ensure_running()  # returns at once: its imports overlap the runner's work
+        self.context = start_forkserver(preload)
         self._lanes = [(_Lane(self, entry, False), _Lane(self, entry, True)) for entry in entries]
 
     def _all(self) -> list[_Lane]:

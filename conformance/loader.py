@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import jsonschema
 
@@ -14,6 +14,9 @@ from .case import Case, ToleranceOverride
 from .documents import VALIDATION_ERRORS, line_of, read_validated, schema_validator
 from .errors import ConfigError
 from .inputs import DEFAULT_LAYOUTS, LAYOUTS
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 MAX_ELEMENTS = 10**7
 """The largest tensor a case may ask for; larger requests are refused before anything is allocated."""
@@ -111,9 +114,11 @@ def _layouts(value: str | list[str] | None) -> tuple[str, ...]:
     return LAYOUTS if value == "all" else tuple(value)
 
 
-def load_file(path: Path, validator: jsonschema.protocols.Validator | None = None) -> list[Case]:
-    """The cases of one file; raises ConfigError naming the file and line of the first problem."""
-    data, root = read_validated(path, validator or schema_validator())
+def load_file(path: Path, validator: jsonschema.protocols.Validator | None = None,
+              cache: Cache | None = None) -> list[Case]:
+    """The cases of one file; raises ConfigError naming the file and line of the first problem. With a `cache`, a
+    file validated before is not validated again (`documents.read_validated`)."""
+    data, root = read_validated(path, validator or schema_validator(), cache)
     defaults = data.get("defaults", {})
     cases = []
     for index, raw in enumerate(data["cases"]):
@@ -138,8 +143,9 @@ def case_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_cases(paths: Iterable[Path] | None = None) -> list[Case]:
-    """Every case under `paths` (default: the shipped cases); case ids must be unique across files."""
+def load_cases(paths: Iterable[Path] | None = None, cache: Cache | None = None) -> list[Case]:
+    """Every case under `paths` (default: the shipped cases); case ids must be unique across files. `cache`: see
+    `load_file`."""
     files = case_files(list(paths) if paths else [default_cases_dir()])
     if not files:
         raise ConfigError(f"no case files (*.yaml) under {', '.join(map(str, paths or [default_cases_dir()]))}")
@@ -147,7 +153,7 @@ def load_cases(paths: Iterable[Path] | None = None) -> list[Case]:
     seen: dict[str, str] = {}
     cases: list[Case] = []
     for file in files:
-        for case in load_file(file, validator):
+        for case in load_file(file, validator, cache):
             if case.id in seen:
                 raise ConfigError(f"{case.source}: duplicate case id {case.id!r} (first defined at {seen[case.id]})")
             seen[case.id] = case.source

@@ -6,6 +6,9 @@ journal, and returned in a fixed order, so that two runs on the same inputs give
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
 import time
 from dataclasses import dataclass, replace
 from itertools import accumulate
@@ -24,7 +27,7 @@ from .compare import Verdict
 from .dtypes import is_float
 from .execution import Call, Execution
 from .inputs import Inputs, layout_applies, materialize
-from .isolation import Settings, calls_for
+from .isolation import Settings, calls_for, start_forkserver
 from .journal import Journal
 from .probing import probe
 from .registry import Entry
@@ -146,6 +149,14 @@ def layouts_of(case: Case, dtype: str, wanted: Sequence[str]) -> list[str]:
     return [layout for layout in wanted if layout_applies(arrays, layout)]
 
 
+def preload_hint(entries: Sequence[Entry]) -> str:
+    """The cache entry that remembers which modules probing these backends imported, in this environment: the next
+    run starts the forkserver with them before probing (a hint for speed only: a wrong one costs an import, not a
+    verdict)."""
+    text = json.dumps(["preload-v1", sys.prefix, sys.version, [(entry.name, entry.origin) for entry in entries]])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _poisons(entry: Entry, case: Case) -> bool:
     """Whether the case may leave the backend's process unusable (an adapter's optional `poisoning_rejections`)."""
     return case.reject is not None and case.reject in getattr(entry.backend, "poisoning_rejections", ())
@@ -178,10 +189,16 @@ def run(
     had.
     """
     previous = previous or {}
+    hint = preload_hint(entries) if isolation is not None else None
+    remembered = cache.read(hint) if cache is not None and hint is not None else None
+    if remembered is not None:
+        start_forkserver(remembered[0])  # the backends' imports overlap the probe's
     try:
         infos, probed = probe(entries, isolation)
     except KeyboardInterrupt:  # before anything ran: nothing to keep, and a results file that --resume starts afresh
         return Run(backends=[], complete=False)
+    if cache is not None and hint is not None and (remembered is None or remembered[0] != probed):
+        cache.store(hint, probed)
     active = [entry for entry, info in zip(entries, infos) if info.available]
     wanted = set(dtypes) if dtypes else None
     work = [(case, dtype, layout) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted

@@ -164,3 +164,50 @@ def test_an_error_of_the_reference_is_not_kept(tmp_path):
     run = _run(load_cases([path]), cache)
     assert {r.status for r in run.results if r.case_id == "cache-a"} == {"error"}
     assert len(cache.entries()) == 4  # cache-b's four dtypes only
+
+
+def test_a_case_file_validated_once_is_not_validated_again_and_an_invalid_one_never_passes(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    from conformance import documents
+    from conformance.errors import ConfigError
+
+    store = Cache(tmp_path / "cache")
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(TWO_CASES)
+    bad.write_text(TWO_CASES.replace("op: bce\n", "op: bce\n    colour: red\n"))
+    validations = []
+    validate = documents._validate
+    monkeypatch.setattr(documents, "_validate", lambda *args: validations.append(args[0]) or validate(*args))
+    assert load_cases([good], store) == load_cases([good], store) == load_cases([good])
+    assert validations == [good, good]  # the first load with the cache, and the one without it
+    for _ in range(2):  # an invalid file is validated, and refused, each time
+        with pytest.raises(ConfigError, match=r"bad\.yaml:.*colour"):
+            load_cases([bad], store)
+    assert validations[2:] == [bad, bad]
+    good.write_text(TWO_CASES.replace("first", "the first"))  # edited: validated again
+    load_cases([good], store)
+    assert validations[4:] == [good]
+
+
+def test_an_isolated_run_remembers_what_probing_imported_and_a_wrong_hint_changes_no_verdict(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from conformance.runner import preload_hint
+
+    env = {**os.environ, cache_module.ENV: str(tmp_path)}
+    command = [sys.executable, "-m", "conformance", "run", "--backend", "numpy", "-k", "^bce-", "--dtype", "float32",
+               "--format", "json", "--no-progress"]
+    store, hint = Cache(tmp_path), preload_hint(registry.select(["numpy"]))
+
+    def results() -> list[tuple[str, str]]:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        return [(r["case_id"], r["status"]) for r in json.loads(done.stdout)["results"]]
+
+    first = results()
+    remembered = store.read(hint)
+    assert remembered is not None and isinstance(remembered[0], list)
+    store.store(hint, ["no_such_module_of_bce"])  # the forkserver's preload ignores what it cannot import
+    assert results() == first
+    assert store.read(hint) == remembered  # put right by the probe

@@ -20,9 +20,10 @@ from ..results import Run
 from . import output
 
 
-def select_cases(paths: list[Path] | None, patterns: list[str] | None) -> list[Case]:
-    """The cases of --cases whose id matches a -k pattern (all without -k); none is a usage error."""
-    cases = load_cases(paths)
+def select_cases(paths: list[Path] | None, patterns: list[str] | None, cache: Cache | None = None) -> list[Case]:
+    """The cases of --cases whose id matches a -k pattern (all without -k); none is a usage error. `cache`: files
+    validated before are not validated again (`loader.load_cases`)."""
+    cases = load_cases(paths, cache)
     if not patterns:
         return cases
     try:
@@ -66,9 +67,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.output = args.output.absolute()
     previous = journal.previous(args.resume) if args.resume is not None else {}
     manifests = values.manifests()
-    cases = select_cases(args.cases, args.k)
+    cache = Cache() if args.cache else None
+    cases = select_cases(args.cases, args.k, cache)
     # the cases -k or the shard leave out: manifest entries about them only are not worth a warning each
-    everything = {case.id for case in (load_cases(args.cases) if manifests and args.k else cases)}
+    everything = {case.id for case in (load_cases(args.cases, cache) if manifests and args.k else cases)}
     shard = None
     if args.shard is not None:
         selected = len(cases)
@@ -84,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if path is not None else None)
     with output.interruptible() as received, sink or contextlib.nullcontext():
         run = runner.run(cases, entries, args.dtype, progress=args.progress, isolation=isolation, previous=previous,
-                         journal=sink, cache=Cache() if args.cache else None, layouts=args.layouts)
+                         journal=sink, cache=cache, layouts=args.layouts)
     run.shard = shard
     policy = values.policy(manifests, unselected=everything - {case.id for case in cases})
     if args.update_expectations is not None:
