@@ -122,11 +122,15 @@ def test_junitxml_names_each_case(pytester, session):
     assert cases["bce-clamp-p0-y1[float32]"].get("classname") == "conformance-mutant-ClampAt50"
 
 
+EVERYWHERE = ["--conformance-backend", "tests.mutants:Float16Inside"]
+"""A mutant wrong on almost every sample, so that a property search finds and shrinks it in a few steps."""
+
+
 def test_properties_are_tests_too(session):
     args = ["--conformance-cases", str(CASES / "document.yaml"), "--conformance-properties", "-k",
             "matches-reference-bce[ and not gradient", "--conformance-dtype", "float64"]
     session("--conformance-backend", "numpy", *args).assert_outcomes(passed=1)
-    result = session(*MUTANT, *args)
+    result = session(*EVERYWHERE, *args)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["failed: 1 / 1 elements differ*", "*sample=Sample(op='bce',*"])
 
@@ -168,14 +172,14 @@ def test_it_collects_what_run_runs(session, shipped_cases):
 
 
 def test_a_manifest_lists_properties_by_id(pytester, session):
-    args = [*MUTANT, "--conformance-cases", str(CASES / "document.yaml"), "--conformance-properties", "-k",
+    args = [*EVERYWHERE, "--conformance-cases", str(CASES / "document.yaml"), "--conformance-properties", "-k",
             "matches-reference-bce[ and not gradient", "--conformance-dtype", "float64"]
-    listed = pytester.makefile(".yaml", listed="backend: mutant-ClampAt50\nexpectations:\n"
-                                               "  - {case: matches-reference, outcome: failed, reason: clamps at -50}\n")
+    listed = pytester.makefile(".yaml", listed="backend: mutant-Float16Inside\nexpectations:\n"
+                                               "  - {case: matches-reference, outcome: failed, reason: float16 inside}\n")
     result = session(*args, "--conformance-expectations", str(listed))
     result.assert_outcomes(xfailed=1)
     assert "matches no case" not in result.stdout.str()
-    other = pytester.makefile(".yaml", other="backend: mutant-ClampAt50\nexpectations:\n"
+    other = pytester.makefile(".yaml", other="backend: mutant-Float16Inside\nexpectations:\n"
                                              "  - {pattern: '^matches-', outcome: crashed, reason: wrong}\n")
     result = session(*args, "--conformance-expectations", str(other))
     result.assert_outcomes(failed=1)
