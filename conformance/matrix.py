@@ -15,16 +15,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from . import saved
+from .accuracy.report import ATLAS_FORMAT, read_atlas
 from .documents import read_validated, schema_validator
-from .errors import ConfigError
 from .journal import parse_json
 from .registry import Entry
 
 AREAS_FILE = Path(str(resources.files("conformance"))) / "data" / "matrix-areas.yaml"
-ATLAS_FORMAT = "bce-accuracy-atlas"
 ACCURACY_POINTS = 64
 """Points per region and dtype of the small atlas `matrix` sweeps for its accuracy area (exhaustive regions left out)."""
 
@@ -106,40 +103,16 @@ def _results(document: dict[str, Any]) -> list[dict[str, Any]]:
     return list(document["results"])
 
 
-_ATLAS_FIELDS = {
-    "type": "object", "required": ["format", "version", "backends", "rows"],
-    "properties": {
-        "backends": {"type": "array", "items": {"type": "object", "required": ["name", "available", "version", "reason"]}},
-        "rows": {"type": "array", "items": {
-            "type": "object", "required": ["backend", "op", "dtype", "region", "max_ulp", "budget"],
-            "properties": {"budget": {"oneOf": [{"type": "null"}, {
-                "type": "object", "required": ["status", "limits", "breaches"],
-                "properties": {"status": {"enum": sorted(_BUDGET_STATUS)},
-                               "breaches": {"type": "array", "items": {"type": "string"}}}}]}}}},
-    },
-}
-"""What the matrix reads of an accuracy atlas (docs/accuracy.md#json)."""
-
-
 def load(path: Path) -> dict[str, Any]:
-    """A JSON report or results file (`saved.document`), or a JSON accuracy atlas, checked: one line naming the file
-    where it is neither."""
+    """A JSON report or results file (`saved.document`), or a JSON accuracy atlas (`accuracy.report.read_atlas`),
+    checked: one line naming the file where it is neither."""
     try:
         document = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return saved.document(path)  # which says what is wrong with it
     if not isinstance(document, dict) or document.get("format") != ATLAS_FORMAT:
         return saved.document(path)
-    from .accuracy.report import ATLAS_VERSION
-
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_ATLAS_FIELDS).iter_errors(document))
-    if error is None and document["version"] != ATLAS_VERSION:
-        raise ConfigError(f"{path}: an accuracy atlas of version {document['version']!r}; this harness reads "
-                          f"{ATLAS_VERSION}")
-    if error is not None:
-        where = "".join(f"[{p!r}]" for p in error.absolute_path)[:200] or "the top level"
-        raise ConfigError(f"{path}: not an accuracy atlas ({error.message[:200]} at {where})")
-    return document
+    return read_atlas(document, path)
 
 
 def accuracy_document(entries: list[Entry], progress: bool | None = None) -> dict[str, Any]:

@@ -5,10 +5,14 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable
 
+from jsonschema.exceptions import best_match
 from tabulate import tabulate
 
+from ..documents import schema_validator
+from ..errors import ConfigError
 from ..report import environment
 from ..results import json_safe
 from .budget import Judgement, Verdict
@@ -16,6 +20,7 @@ from .records import REFERENCE, Atlas, Point, Row
 
 FORMATS = ("table", "markdown", "json")
 OP_TITLES = {"bce": "BCELoss", "bce_with_logits": "BCEWithLogitsLoss"}
+ATLAS_FORMAT = "bce-accuracy-atlas"
 ATLAS_VERSION = 1
 
 
@@ -215,7 +220,7 @@ def render_json(atlas: Atlas, judgement: Judgement | None = None) -> str:
         data["budget"] = _verdict_json(verdicts[id(row)]) if id(row) in verdicts else None
         rows.append(data)
     document = {
-        "format": "bce-accuracy-atlas",
+        "format": ATLAS_FORMAT,
         "version": ATLAS_VERSION,
         "environment": environment(),
         "backends": [asdict(b) for b in atlas.backends],
@@ -232,6 +237,19 @@ def render_json(atlas: Atlas, judgement: Judgement | None = None) -> str:
         "wall_seconds": atlas.wall_seconds,
     }
     return json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n"
+
+
+def read_atlas(document: Any, path: Path) -> dict[str, Any]:
+    """`document`, a JSON accuracy atlas read from `path` (`render_json` writes it), checked against
+    schemas/accuracy-atlas.schema.json and this harness's version: ConfigError naming the file where it is not one."""
+    error = best_match(schema_validator("accuracy-atlas").iter_errors(document))
+    if error is not None:
+        where = "".join(f"[{p!r}]" for p in error.absolute_path)[:200] or "the top level"
+        raise ConfigError(f"{path}: not an accuracy atlas ({error.message[:200]} at {where})")
+    if document["version"] != ATLAS_VERSION:
+        raise ConfigError(f"{path}: an accuracy atlas of version {document['version']!r}; this harness reads "
+                          f"{ATLAS_VERSION}")
+    return dict(document)
 
 
 RENDERERS: dict[str, Callable[[Atlas, Judgement | None], str]] = {
