@@ -1,11 +1,20 @@
-"""The pytest plugin on numpy, serial and with pytest-xdist's -n 2, with the reference computed and from a warm cache.
+"""The pytest plugin, serial and with pytest-xdist's -n 2, with the reference computed and from a warm cache.
 
-Run: python benchmarks/plugin_time.py [--rounds 3]. Each round runs the four configurations one after the other
-(`pytest --conformance-backend numpy [-n 2] [--conformance-no-cache]` in an empty folder, so that only the
-plugin's tests are collected), in fresh interpreters; the median wall of each is printed. The warm runs share
-a cache filled before the first round (a temporary cache directory). Beside the wall time it prints the CPU
-seconds of pytest and its workers, which a shared machine distorts less. Issue 16: with a warm cache, -n 2 must
-beat serial, and both must beat the runs that compute the reference (before the cache, every run did).
+Run: python benchmarks/plugin_time.py [--rounds 3] [--workload numpy --workload numpy,torch-cpu] [--baseline REF]
+[--warm-only]. A workload is the
+backends of one session (`pytest --conformance-backend NAME ...`); the default ones are numpy alone (about 1 ms a
+test) and numpy with torch-cpu, the command line's default run on a machine without a GPU. Each round runs the four
+configurations of each workload one after the other (`[-n 2] [--conformance-no-cache]`, in an empty folder, so
+that only the plugin's tests are collected), in fresh interpreters; the median wall of each is printed, beside the
+CPU seconds of pytest and its workers, which a shared machine distorts less. The warm runs share a cache filled
+before the first round (a temporary cache directory). Issue 16: with a warm cache, -n 2 must beat serial, and both
+must beat the runs that compute the reference (before the cache, every run did). With --baseline, every run is
+made with the source tree of REF too (git archive, on PYTHONPATH, as the working tree is), alternating with the
+working tree's, so that load on the machine falls on both alike.
+
+The interpreters cache their bytecode, as Python does by default: where PYTHONDONTWRITEBYTECODE is set, every
+process (each xdist worker too) would compile every module it imports from source, a cost of the environment that
+an installed package does not pay; the benchmark unsets it for its runs, and says so.
 """
 from __future__ import annotations
 
@@ -15,19 +24,23 @@ import resource
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 
 from tabulate import tabulate
 
-PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--conformance-backend", "numpy"]
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 CONFIGURATIONS = {
     "serial, reference computed": ["-n", "0", "--conformance-no-cache"],
     "-n 2, reference computed": ["-n", "2", "--conformance-no-cache"],
     "serial, warm cache": ["-n", "0"],
     "-n 2, warm cache": ["-n", "2"],
 }
+WORKLOADS = ["numpy", "numpy,torch-cpu"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _children_cpu() -> float:
@@ -35,34 +48,64 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(options: list[str], folder: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds, and CPU seconds of pytest and its xdist workers (they are its children)."""
+def timed(command: list[str], folder: Path, env: dict[str, str], tree: Path) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of pytest and its xdist workers (they are its children), with the harness of
+    `tree`."""
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "reference")])}
     start, cpu = time.perf_counter(), _children_cpu()
-    subprocess.run(PYTEST + options, cwd=folder, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start, _children_cpu() - cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workload", action="append", metavar="BACKEND[,BACKEND...]",
+                        help=f"backends of one session (repeatable; default: {' and '.join(WORKLOADS)})")
+    parser.add_argument("--baseline", metavar="REF", help="also run the source tree of this git ref, alternating")
+    parser.add_argument("--warm-only", action="store_true", help="only the warm-cache configurations")
     args = parser.parse_args()
-    walls: dict[str, list[float]] = {name: [] for name in CONFIGURATIONS}
-    cpus: dict[str, list[float]] = {name: [] for name in CONFIGURATIONS}
+    workloads = args.workload or WORKLOADS
+    configurations = {name: options for name, options in CONFIGURATIONS.items()
+                      if not args.warm_only or "warm" in name}
+    unset = "PYTHONDONTWRITEBYTECODE" in os.environ
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        env = {**os.environ, "BCE_CONFORMANCE_CACHE_DIR": str(folder / "cache")}
+        trees = {"working tree": ROOT}
+        if args.baseline:
+            archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True,
+                                     check=True).stdout
+            with tarfile.open(fileobj=BytesIO(archive)) as tar:
+                tar.extractall(folder / "baseline", filter="data")
+            trees = {args.baseline: folder / "baseline", **trees}
+        runs = {(tree, workload, name): PYTEST + [arg for backend in workload.split(",")
+                                                  for arg in ("--conformance-backend", backend)] + options
+                for workload in workloads for name, options in configurations.items() for tree in trees}
+        walls: dict[tuple[str, str, str], list[float]] = {key: [] for key in runs}
+        cpus: dict[tuple[str, str, str], list[float]] = {key: [] for key in runs}
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        env["BCE_CONFORMANCE_CACHE_DIR"] = str(folder / "cache")
         (folder / "empty").mkdir()
-        timed(CONFIGURATIONS["serial, warm cache"], folder / "empty", env)  # fills the cache
+        for tree in trees:
+            for workload in workloads:  # fills the cache (and the bytecode caches)
+                timed(runs[tree, workload, "serial, warm cache"], folder / "empty", env, trees[tree])
         for _ in range(args.rounds):
-            for name, options in CONFIGURATIONS.items():
-                wall, cpu = timed(options, folder / "empty", env)
-                walls[name].append(wall)
-                cpus[name].append(cpu)
-    rows = [[name, statistics.median(walls[name]), ", ".join(f"{v:.2f}" for v in walls[name]),
-             statistics.median(cpus[name])] for name in CONFIGURATIONS]
-    print(f"pytest --conformance-backend numpy; {args.rounds} rounds, alternating")
-    print(tabulate(rows, headers=["configuration", "median s", "rounds", "median CPU s (all processes)"],
-                   floatfmt=".2f"))
+            for key, command in runs.items():
+                wall, cpu = timed(command, folder / "empty", env, trees[key[0]])
+                walls[key].append(wall)
+                cpus[key].append(cpu)
+    print(f"pytest --conformance-backend ...; {args.rounds} rounds, alternating"
+          + ("; PYTHONDONTWRITEBYTECODE unset for the runs" if unset else ""))
+    rows = [[tree, workload.replace(",", " + "), name, statistics.median(walls[tree, workload, name]),
+             ", ".join(f"{v:.2f}" for v in walls[tree, workload, name]), statistics.median(cpus[tree, workload, name])]
+            for tree, workload, name in runs]
+    print(tabulate(rows, headers=["harness", "backends", "configuration", "median s", "rounds",
+                                  "median CPU s (all processes)"], floatfmt=".2f"))
+    for tree in trees:
+        for workload in workloads:
+            serial, parallel = (statistics.median(walls[tree, workload, f"{how}, warm cache"])
+                                for how in ("serial", "-n 2"))
+            print(f"{tree}, {workload.replace(',', ' + ')}, warm cache: -n 2 / serial = {parallel / serial:.2f}")
 
 
 if __name__ == "__main__":

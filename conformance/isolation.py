@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .compare import Outcome, Verdict
-from .execution import Call, Calls, Execution, InProcess, describe, escaped, execute, shown, warm_up
+from .execution import Call, Calls, Execution, InProcess, describe, escaped, execute, one_thread, shown, warm_up
 from .registry import Entry
 from .results import BackendInfo, Status
 
@@ -55,11 +55,6 @@ WARMING = "warming"
 
 BATCH = 64
 """The most calls sent to a worker in one message."""
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-"""A worker computes on one thread: its calls are small and one at a time, and starting OpenMP's threads for a
-3-element tensor costs milliseconds (torch's log_sigmoid: about 6 ms a call under load, 3.4 us on one thread)."""
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -242,14 +237,12 @@ def _serve(conn: Connection, entry: bytes, memory_limit: int | None) -> None:
         hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
         limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    one_thread()  # its calls are one at a time; torch may be loaded already (preloaded by the forkserver)
     try:
         backend, broken = pickle.loads(entry).backend, None
     except Exception as exc:
         backend, broken = None, Execution(fault=Verdict(Status.ERROR, f"the worker process could not load the backend: "
                                                                        f"{describe(exc)}"))
-    if "torch" in sys.modules:  # imported before the variables were set (preloaded by the forkserver)
-        sys.modules["torch"].set_num_threads(1)
     try:
         if broken is None and callable(getattr(backend, "warm_up", None)):
             conn.send((None, WARMING))  # loaded: the warm-up's own time limit starts now

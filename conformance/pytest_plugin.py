@@ -2,9 +2,9 @@
 case x dtype (per differentiated tensor for a gradient case) and, with --conformance-properties, one per
 property x op x dtype. Without --conformance-backend it does nothing.
 
-A test runs its case through the harness in the test's own process (pytest-xdist's `-n` gives the processes;
---conformance-isolation runs the backend's calls in worker processes, as `run` does), and fails with the
-harness's message. The options the command line has too are defined once, in conformance/options.py, and the
+A test runs its case through the harness in the test's own process (pytest-xdist's `-n` gives the processes, each
+computing on one thread, as `run`'s worker processes do; --conformance-isolation runs the backend's calls in worker
+processes, as `run` does), and fails with the harness's message. The options the command line has too are defined once, in conformance/options.py, and the
 session is judged by the command line's gate policy (conformance/gates.py) as well. An expectations manifest
 turns a listed failure into an xfail and a listed case that passes into an XPASS (strict with
 --conformance-strict-expectations or `xfail_strict`).
@@ -26,6 +26,7 @@ from .cache import Cache
 from .case import Case
 from .dtypes import NUMPY_DTYPES
 from .errors import ConfigError
+from .execution import one_thread
 from .isolation import Settings
 from .loader import load_cases
 from .registry import Entry
@@ -63,7 +64,7 @@ class Target:
         key = (case.id, dtype)
         if key not in self.results:
             self.results[key] = runner.run([case], [self.entry], [dtype], progress=False, isolation=self.isolation,
-                                           cache=self.cache, layouts=self.layouts).results
+                                           cache=self.cache, layouts=self.layouts, infos=[self.info]).results
         return next(r for r in self.results[key] if (r.wrt, r.layout) == (wrt, layout))
 
     def judged(self, result: Result) -> Result:
@@ -85,6 +86,7 @@ class Plan:
     strict: bool
     policy: gates.Policy  # the gates of the session (its strictness is pytest's xfail strict, not the policy's)
     layouts: tuple[str, ...] | None = None
+    results: list[Result] = field(default_factory=list)  # of the case tests run in this process, as judged
 
     def work(self) -> Iterator[tuple[Case, str, str | None, str]]:
         """Each case x dtype x checked tensor x memory layout (those of the case, or of --conformance-layouts, that
@@ -105,6 +107,10 @@ class Plan:
 PLAN = pytest.StashKey[Plan]()
 CASES_INPUT = "conformance_cases"
 """The key of the loaded cases (pickled) in an xdist worker's `workerinput`: the controller's own, not a file's."""
+RESULTS_OUTPUT = "conformance_results"
+"""The key of a worker's results (pickled) in its `workeroutput`, which pytest-xdist hands the controller when the
+worker finishes: one message for them all, where a result in each test's report cost the worker and the controller
+a tenth of the session (benchmarks/plugin_time.py)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -141,7 +147,7 @@ def _plan(config: pytest.Config, cases: list[Case] | None = None) -> Plan:
         properties = all_properties()
     strict = bool(values[options.STRICT_EXPECTATIONS] or config.getini("xfail_strict"))
     policy = dataclasses.replace(values.policy([]), strict_expectations=False)  # manifests and strictness: xfail's
-    cases = load_cases(values[options.CASES]) if cases is None else cases
+    cases = load_cases(values[options.CASES], cache) if cases is None else cases
     return Plan(targets, cases, dtypes, properties, strict, policy, layouts)
 
 
@@ -158,6 +164,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("conformance_backend"):
         return
     handed = getattr(config, "workerinput", {}).get(CASES_INPUT)
+    if hasattr(config, "workerinput"):  # -n N: N processes, one a core, each computing on one thread
+        one_thread()  # before probing loads the backends
     try:
         plan = _plan(config, None if handed is None else pickle.loads(handed))
     except ConfigError as exc:
@@ -196,32 +204,39 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.extend(session.genitems(Backend.from_parent(session, name=name, nodeid=name, plan=plan, target=target)))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A case test's report carries its result (as a dict: pytest-xdist sends reports to the controller)."""
-    report = yield
-    if call.when == "call" and isinstance(item, CaseTest) and item.result is not None:
-        report.conformance_result = item.result.to_dict()
-    return report
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its results to the controller (`Gates`)."""
+    plan = session.config.stash.get(PLAN, None)
+    output = getattr(session.config, "workeroutput", None)
+    if plan is not None and output is not None:
+        output[RESULTS_OUTPUT] = pickle.dumps(plan.results)
 
 
 class Gates:
     """The gates of the session (--conformance-require, --conformance-min-cases, ...), judged once by the gate
     policy on every case test's result, in the controlling process: a gate not met fails the session. A session
-    that ran nothing is pytest's to report, as its own exit status does."""
+    that ran nothing is pytest's to report, as its own exit status does. The results are this process's, and those
+    each xdist worker hands over as it finishes; a worker that goes down loses its own, and leaves the run
+    unfinished."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.results: list[Result] = []
+        self.handed: dict[str, list[Result]] = {}  # by each xdist worker
+        self.lost: list[str] = []  # the xdist workers that went down, and why
         self.verdict: gates.Verdict | None = None
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        recorded = getattr(report, "conformance_result", None)
-        if recorded is not None:
-            self.results.append(Result.from_dict(recorded))
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """A worker is down: finished (its results handed over), or lost (an interrupted one is both)."""
+        output, name = getattr(node, "workeroutput", None) or {}, node.gateway.id
+        if RESULTS_OUTPUT in output and name not in self.handed:
+            self.handed[name] = pickle.loads(output[RESULTS_OUTPUT])
+        if error or RESULTS_OUTPUT not in output:
+            self.lost.append(f"pytest-xdist worker {name} went down ({error or 'without its results'})")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        run = Run(backends=[target.info for target in self.plan.targets], results=self.results)
+        results = self.plan.results + [result for handed in self.handed.values() for result in handed]
+        run = Run(backends=[target.info for target in self.plan.targets], results=results, complete=not self.lost)
         self.verdict = gates.judge(run, self.plan.policy)
         if self.failed() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -234,7 +249,7 @@ class Gates:
         if self.failed():
             assert self.verdict is not None
             terminalreporter.write_sep("=", "conformance gates not met", red=True)
-            for reason in self.verdict.reasons:
+            for reason in [*self.lost, *self.verdict.reasons]:
                 terminalreporter.write_line(f"conformance: {reason}")
 
 
@@ -275,13 +290,14 @@ class CaseTest(_Test):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.target, self.case, self.dtype, self.wrt, self.layout = target, case, dtype, wrt, layout
-        self.result: Result | None = None  # as the session's gate policy judges it
 
     def runtest(self) -> None:
         self._skip_unavailable()
-        policy = self.config.stash[PLAN].policy  # as gates.judge: --require-grad, the manifests, strictness
+        plan = self.config.stash[PLAN]
+        policy = plan.policy  # as gates.judge: --require-grad, the manifests, strictness
         result = policy.on_unsupported(self.target.result(self.case, self.dtype, self.wrt, self.layout))
-        result = self.result = policy.on_unexpected_pass(self.target.judged(result))
+        result = policy.on_unexpected_pass(self.target.judged(result))
+        plan.results.append(result)  # for the session's gates
         if result.expectation in (EXPECTED, UNEXPECTED_PASS):
             self.add_marker(pytest.mark.xfail(reason=result.message, strict=self.config.stash[PLAN].strict))
         if result.status in NOT_RUN:

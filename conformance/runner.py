@@ -174,6 +174,7 @@ def run(
     cache: Cache | None = None,
     layouts: Sequence[str] | None = None,
     alone: int = ALONE,
+    infos: Sequence[BackendInfo] | None = None,
 ) -> Run:
     """Every case x dtype x available backend, backend calls in worker processes unless `isolation` is None.
 
@@ -186,19 +187,23 @@ def run(
     between 1 and `alone` failing calls, each is rerun alone in a fresh worker and its results say whether the
     failure reproduced: one that did not is marked (`Result.alone`, and its message). A failure that reproduces is
     left as it was, so that a deterministic backend's report does not depend on how many failures a run (or a shard)
-    had.
+    had. `infos`: what probing `entries` found, where the caller probed them already (the pytest plugin, once per
+    session, then one run per case x dtype); they are not probed again.
     """
     previous = previous or {}
-    hint = preload_hint(entries) if isolation is not None else None
-    remembered = cache.read(hint) if cache is not None and hint is not None else None
-    if remembered is not None:
-        start_forkserver(remembered[0])  # the backends' imports overlap the probe's
-    try:
-        infos, probed = probe(entries, isolation)
-    except KeyboardInterrupt:  # before anything ran: nothing to keep, and a results file that --resume starts afresh
-        return Run(backends=[], complete=False)
-    if cache is not None and hint is not None and (remembered is None or remembered[0] != probed):
-        cache.store(hint, probed)
+    probed: list[str] = []  # the top-level modules probing imported: worth preloading in the worker processes
+    if infos is None:
+        hint = preload_hint(entries) if isolation is not None else None
+        remembered = cache.read(hint) if cache is not None and hint is not None else None
+        if remembered is not None:
+            start_forkserver(remembered[0])  # the backends' imports overlap the probe's
+        try:
+            infos, probed = probe(entries, isolation)
+        except KeyboardInterrupt:  # before anything ran: nothing to keep, and a results file that --resume starts afresh
+            return Run(backends=[], complete=False)
+        if cache is not None and hint is not None and (remembered is None or remembered[0] != probed):
+            cache.store(hint, probed)
+    infos = list(infos)
     active = [entry for entry, info in zip(entries, infos) if info.available]
     wanted = set(dtypes) if dtypes else None
     work = [(case, dtype, layout) for case in cases for dtype in case.dtypes if wanted is None or dtype in wanted

@@ -9,9 +9,11 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from conformance import options, runner
+from conformance import entries, options, probing, runner
+from conformance.backends.numpy_backend import NumpyBackend
 from conformance.loader import load_cases
 from conformance.options import layouts
+from conformance.results import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "cases"
@@ -149,17 +151,54 @@ def test_configuration_errors_are_usage_errors_naming_the_file(pytester, session
 
 
 def test_pytest_xdist_spreads_the_cases(pytester, monkeypatch):
-    """In worker processes (-n 2): the same tests, the same outcomes, expectations included."""
+    """In worker processes (-n 2): the same tests, the same outcomes, expectations included; each worker computes on
+    one thread (as run's worker processes do), not on every core."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pytester.makepyfile("import os\n\ndef test_threads():\n    assert os.environ['OMP_NUM_THREADS'] == '1'\n")
     manifest = _manifest(pytester)
-    result = pytester.runpytest_subprocess("-p", "xdist.plugin", *PLUGIN, "-n", "2", *MUTANT, *CLAMP,
+    result = pytester.runpytest_subprocess("-p", "xdist.plugin", *PLUGIN, "-n", "2", *MUTANT, *CLAMP[:-1], f"{CLAMP[-1]} or threads",
                                            "--conformance-expectations", str(manifest), "--conformance-min-cases", "5")
-    result.assert_outcomes(passed=8, xfailed=8)
+    result.assert_outcomes(passed=8 + 1, xfailed=8)
     result.stdout.fnmatch_lines(["*2 workers*"])
     # the gates judge the workers' results in the controlling process: 4 per dtype
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["conformance: --min-cases 5 not met: mutant-ClampAt50 float16 ran 4, *"])
+
+
+def test_a_worker_that_goes_down_leaves_the_gates_an_unfinished_run(pytester, monkeypatch):
+    """Each xdist worker hands its results over as it finishes: a segfault in one (calls in its own process) loses
+    them, and the gates say so, even though the restarted worker's tests pass."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    result = pytester.runpytest_subprocess("-p", "xdist.plugin", *PLUGIN, "-n", "2", "--conformance-backend",
+                                           "tests.faults:Segfaults", "--conformance-cases",
+                                           str(ROOT / "tests" / "data" / "fault_cases.yaml"),
+                                           "--conformance-dtype", "float64")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["conformance: pytest-xdist worker gw* went down (*",
+                                 "conformance: the run did not finish (*"])
+
+
+def test_the_session_probes_each_backend_once():
+    """The plugin probes a backend once, then runs one case x dtype at a time with that probe: runner.run does not
+    probe again (it cost torch-cpu 2 of its 13 CPU s, importlib.metadata reading torch's version at every call)."""
+
+    class Counted(NumpyBackend):
+        probes = 0
+
+        def availability(self):
+            Counted.probes += 1
+            return super().availability()
+
+    (entry,) = entries(Counted())
+    (info,) = probing.inspect([entry])
+    cases = load_cases([CASES / "document.yaml"])[:3]
+    for case in cases:
+        run = runner.run([case], [entry], ["float64"], isolation=None, infos=[info])
+        assert run.backends == [info] and {r.status for r in run.results} == {Status.PASSED}
+    assert Counted.probes == 1
 
 
 def test_it_collects_what_run_runs(session, shipped_cases):
