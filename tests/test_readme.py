@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import conformance
+from conformance import options
 from conformance.cli import main
 from conformance.cli.main import parser
 from conformance.loader import load_cases
@@ -97,7 +98,8 @@ def test_the_readme_opens_with_exactly_two_commands():
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
 def test_documented_commands_parse(document):
-    """Each `python -m conformance ...` command parses; each tox environment named exists."""
+    """Each `python -m conformance ...` command parses; each benchmark shown exists with the options shown; a pytest
+    command uses the plugin's options only; each tox environment named exists."""
     tox = configparser.ConfigParser(interpolation=None)
     tox.read(ROOT / "tox.ini")
     environments = {s.removeprefix("testenv:") for s in tox.sections() if s.startswith("testenv:")}
@@ -112,6 +114,14 @@ def test_documented_commands_parse(document):
                 args = words[3:words.index("--")] if "--" in words else words[3:]
                 parser().parse_args(args)  # SystemExit (a failure) on an unknown option or a bad value
                 parsed += 1
+            if words[:1] in (["python"], ["python3"]) and words[1:2] and words[1].startswith("benchmarks/"):
+                script = ROOT / words[1]  # a benchmark: it exists, and has each option shown
+                assert script.is_file(), command
+                source = script.read_text()
+                assert all(f'"{word.split("=")[0]}"' in source for word in words[2:] if word.startswith("--")), command
+            if words[:1] == ["pytest"]:  # the plugin's options are those it defines
+                flags = {option.pytest_flag for option in options.PLUGIN} | {"--conformance-properties"}
+                assert {w.split("=")[0] for w in words if w.startswith("--conformance")} <= flags, command
             if "tox" in words and "-e" in words:
                 assert set(words[words.index("-e") + 1].split(",")) <= environments, command
     assert parsed == sum("-m conformance" in c for c in commands)  # none was left out
