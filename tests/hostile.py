@@ -34,7 +34,8 @@ from conformance.shards import owner
 FAULT_CASES = Path(__file__).parent / "data" / "fault_cases.yaml"
 KINDS = ("case", "results", "report", "manifest", "shard")
 DEADLINE = 2.0
-"""Seconds one file may take, every command that reads it together."""
+"""CPU seconds one file may take, every command that reads it together (all in this process): a pathological parse
+burns CPU, while the load of a shared machine, which stretches wall time, does not count."""
 
 RAW_JSON = [
     "1e400", "-1e400", "Infinity", "NaN", "-Infinity", "1" * 5000, "0.1e-99999", '"\\ud800"', '"\\udfff x"',
@@ -244,7 +245,7 @@ def _commands(hostile: Hostile, path: Path, base: Bases) -> list[list[str]]:
 class Outcome:
     loaded: int  # commands that ended 0 or 1
     refused: int  # commands that ended 2 with the one-line error
-    seconds: float
+    seconds: float  # CPU seconds
 
 
 def check(hostile: Hostile, folder: Path, base: Bases) -> Outcome:
@@ -253,7 +254,7 @@ def check(hostile: Hostile, folder: Path, base: Bases) -> Outcome:
     path = folder / hostile.name
     path.write_bytes(hostile.data)
     loaded = refused = 0
-    start = time.perf_counter()
+    start = time.process_time()
     for argv in _commands(hostile, path, base):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -271,6 +272,6 @@ def check(hostile: Hostile, folder: Path, base: Bases) -> Outcome:
         else:
             assert code in (0, 1), (hostile.name, argv, code, lines)
             loaded += 1
-    seconds = time.perf_counter() - start
-    assert seconds < DEADLINE, f"{hostile.name} took {seconds:.2f} s"
+    seconds = time.process_time() - start
+    assert seconds < DEADLINE, f"{hostile.name} took {seconds:.2f} CPU s"
     return Outcome(loaded, refused, seconds)
