@@ -114,7 +114,7 @@ def test_documented_commands_parse(document):
                 args = words[3:words.index("--")] if "--" in words else words[3:]
                 parser().parse_args(args)  # SystemExit (a failure) on an unknown option or a bad value
                 parsed += 1
-            if words[:1] in (["python"], ["python3"]) and words[1:2] and words[1].startswith("benchmarks/"):
+            if words[:1] in (["python"], ["python3"], ["bash"]) and words[1:2] and words[1].startswith("benchmarks/"):
                 script = ROOT / words[1]  # a benchmark: it exists, and has each option shown
                 assert script.is_file(), command
                 source = script.read_text()
