@@ -160,8 +160,9 @@ def test_the_fuzz_command_saves_a_failure_that_the_run_command_replays(tmp_path,
 
 
 def test_runs_are_reproducible():
-    first = _explore(mutants.Float16Inside(), "matches-reference", "bce", "float32", examples=50)
-    second = _explore(mutants.Float16Inside(), "matches-reference", "bce", "float32", examples=50)
+    first = _explore(mutants.NoClamp(), "matches-reference", "bce", "float32", examples=50)
+    second = _explore(mutants.NoClamp(), "matches-reference", "bce", "float32", examples=50)
+    assert first.status == Status.FAILED  # a search that finds, and shrinks, something
     assert (first.status, first.message, first.got) == (second.status, second.message, second.got)
 
 
