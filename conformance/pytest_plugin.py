@@ -4,10 +4,10 @@ property x op x dtype. Without --conformance-backend it does nothing.
 
 A test runs its case through the harness in the test's own process (pytest-xdist's `-n` gives the processes, each
 computing on one thread, as `run`'s worker processes do; --conformance-isolation runs the backend's calls in worker
-processes, as `run` does), and fails with the harness's message. The options the command line has too are defined once, in conformance/options.py, and the
-session is judged by the command line's gate policy (conformance/gates.py) as well. An expectations manifest
-turns a listed failure into an xfail and a listed case that passes into an XPASS (strict with
---conformance-strict-expectations or `xfail_strict`).
+processes, as `run` does), and fails with the harness's message. The options the command line has too are defined
+once, in conformance/options.py, and the session is judged by the command line's gate policy (conformance/gates.py)
+as well. An expectations manifest turns a listed failure into an xfail and a listed case that passes into an XPASS
+(strict with --conformance-strict-expectations or `xfail_strict`).
 """
 from __future__ import annotations
 
@@ -299,7 +299,7 @@ class CaseTest(_Test):
         result = policy.on_unexpected_pass(self.target.judged(result))
         plan.results.append(result)  # for the session's gates
         if result.expectation in (EXPECTED, UNEXPECTED_PASS):
-            self.add_marker(pytest.mark.xfail(reason=result.message, strict=self.config.stash[PLAN].strict))
+            self.add_marker(pytest.mark.xfail(reason=result.message, strict=plan.strict))
         if result.status in NOT_RUN:
             pytest.skip(judging.line(result.status, result.message))
         if result.status in GATE_FAILURES:
