@@ -9,24 +9,14 @@ of the baseline's (median over the repeats).
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
-import time
-from io import BytesIO
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from trees import ROOT, extracted, timed
+
 TARGET_RATIO = 1.3
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def timed_run(tree: Path, options: list[str]) -> tuple[float, float]:
@@ -34,10 +24,7 @@ def timed_run(tree: Path, options: list[str]) -> tuple[float, float]:
     numpy and torch-cpu with the package and cases of `tree`."""
     command = [sys.executable, "-m", "conformance", "run", "--backend", "numpy", "--backend", "torch-cpu",
                "--no-progress", *options]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "reference")])}
-    start, cpu = time.perf_counter(), _cpu()
-    subprocess.run(command, cwd=tree, env=environment, stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start, _cpu() - cpu
+    return timed(command, tree, tree)
 
 
 def main() -> None:
@@ -46,11 +33,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("options", nargs="*", help="options for both runs (after --)")
     args = parser.parse_args()
-    archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True, check=True).stdout
     with tempfile.TemporaryDirectory() as folder:
-        baseline = Path(folder)
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            tar.extractall(baseline, filter="data")
+        baseline = extracted(args.baseline, Path(folder))
         runs: dict[str, list[tuple[float, float]]] = {"baseline": [], "current": []}
         for _ in range(args.repeat):
             runs["baseline"].append(timed_run(baseline, args.options))

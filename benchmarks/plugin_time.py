@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
-import time
-from io import BytesIO
 from pathlib import Path
 
 from tabulate import tabulate
+from trees import ROOT, extracted, timed
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 CONFIGURATIONS = {
@@ -40,21 +36,6 @@ CONFIGURATIONS = {
     "-n 2, warm cache": ["-n", "2"],
 }
 WORKLOADS = ["numpy", "numpy,torch-cpu"]
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def timed(command: list[str], folder: Path, env: dict[str, str], tree: Path) -> tuple[float, float]:
-    """Wall seconds, and CPU seconds of pytest and its xdist workers (they are its children), with the harness of
-    `tree`."""
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "reference")])}
-    start, cpu = time.perf_counter(), _children_cpu()
-    subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start, _children_cpu() - cpu
 
 
 def main() -> None:
@@ -73,11 +54,7 @@ def main() -> None:
         folder = Path(tmp)
         trees = {"working tree": ROOT}
         if args.baseline:
-            archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True,
-                                     check=True).stdout
-            with tarfile.open(fileobj=BytesIO(archive)) as tar:
-                tar.extractall(folder / "baseline", filter="data")
-            trees = {args.baseline: folder / "baseline", **trees}
+            trees = {args.baseline: extracted(args.baseline, folder / "baseline"), **trees}
         runs = {(tree, workload, name): PYTEST + [arg for backend in workload.split(",")
                                                   for arg in ("--conformance-backend", backend)] + options
                 for workload in workloads for name, options in configurations.items() for tree in trees}
@@ -88,10 +65,10 @@ def main() -> None:
         (folder / "empty").mkdir()
         for tree in trees:
             for workload in workloads:  # fills the cache (and the bytecode caches)
-                timed(runs[tree, workload, "serial, warm cache"], folder / "empty", env, trees[tree])
+                timed(runs[tree, workload, "serial, warm cache"], trees[tree], folder / "empty", env)
         for _ in range(args.rounds):
             for key, command in runs.items():
-                wall, cpu = timed(command, folder / "empty", env, trees[key[0]])
+                wall, cpu = timed(command, trees[key[0]], folder / "empty", env)
                 walls[key].append(wall)
                 cpus[key].append(cpu)
     print(f"pytest --conformance-backend ...; {args.rounds} rounds, alternating"
